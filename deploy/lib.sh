@@ -1,0 +1,46 @@
+# Shared helpers for the deploy scripts: where state lives, and how to wait.
+# Sourced, not run.
+
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$DEPLOY_DIR/.." && pwd)"
+# Runtime state (broker data, logs, pid files) stays out of git.
+STATE_DIR="${EGOV_STATE_DIR:-$REPO_DIR/.state}"
+# The broker classpath is cached per user, so a second clone downloads nothing.
+CACHE_DIR="${EGOV_CACHE_DIR:-$HOME/.cache/egov-intake}"
+mkdir -p "$STATE_DIR" "$CACHE_DIR"
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local what="$1" seconds="$2"; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -ge "$deadline" ] && die "$what not ready after ${seconds}s"
+    sleep 0.5
+  done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# stop_pidfile NAME PIDFILE: SIGTERM, wait, then SIGKILL; leaves no process behind.
+stop_pidfile() {
+  local name="$1" pidfile="$2" pid
+  if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return 0; fi
+  pid="$(cat "$pidfile")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then log "$name did not stop in 30s, killing"; kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$pidfile"
+  log "$name stopped"
+}
+
+apt_install() {
+  if [ ! -f "$STATE_DIR/.apt-updated" ] || [ -n "$(find "$STATE_DIR/.apt-updated" -mmin +720 2>/dev/null)" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && touch "$STATE_DIR/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}

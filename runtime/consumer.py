@@ -1,0 +1,186 @@
+"""The effectively-once consumer: inbox, state change and outbox in one transaction.
+
+For each record: decode the envelope (undecodable bytes go to the dead-letter
+topic with the reason), record its id in the inbox, run the routed handler and
+stage what it returns, all in one PostgreSQL transaction. Offsets are committed
+only after the batch's transactions have committed. A redelivered event finds
+its inbox row and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pydantic import ValidationError
+
+from runtime.logs import correlated
+from runtime.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_ERRORS, HANDLER_SECONDS
+from runtime.outbox import OutboxRelay, Outgoing, stage
+from schemas.envelope import Envelope
+from schemas.topics import Topic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[Sequence[Outgoing]]]
+
+# Errors that say "the database is not there right now": retry the same event, never skip it.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    TimeoutError,
+)
+MAX_HANDLER_ATTEMPTS = 3
+
+
+class Stopping(Exception):
+    """Raised inside the loop to abandon an unfinished batch without committing it."""
+
+
+class TransactionalConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        consumer: AIOKafkaConsumer,
+        pool: asyncpg.Pool,
+        routes: Mapping[str, Handler],
+        dead_letter_producer: AIOKafkaProducer,
+        dead_letter_topic: Topic,
+        relay: OutboxRelay | None = None,
+    ) -> None:
+        self.name = name
+        self._consumer = consumer
+        self._pool = pool
+        self._routes = routes
+        self._dlq_producer = dead_letter_producer
+        self._dlq_topic = dead_letter_topic
+        self._relay = relay
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit its offsets, leave the group."""
+        self._stopping = True
+        if self._task:
+            await self._task
+        await self._consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+            if not batch:
+                await self._observe_lag()
+                continue
+            try:
+                for records in batch.values():
+                    for record in records:
+                        await self._process(record)
+            except Stopping:
+                return  # uncommitted records are redelivered to whoever takes the partitions
+            await self._consumer.commit()
+            if self._relay:
+                self._relay.wake()
+            await self._observe_lag()
+
+    async def _observe_lag(self) -> None:
+        """Publish lag per partition; mark caught up once every assigned partition is at its end."""
+        behind, known = 0, 0
+        assignment = self._consumer.assignment()
+        for tp in assignment:
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue  # nothing fetched from this partition yet
+            lag = max(0, highwater - await self._consumer.position(tp))
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            behind += lag
+            known += 1
+        if assignment and known == len(assignment) and behind == 0:
+            self.caught_up.set()
+
+    async def _process(self, record: ConsumerRecord[Any, Any]) -> None:
+        try:
+            envelope = Envelope.from_bytes(record.value)
+        except (ValidationError, ValueError, TypeError) as err:
+            await self._dead_letter(record, "undecodable", str(err))
+            return
+        handler = self._routes.get(envelope.type)
+        if handler is None:
+            EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
+            return
+        with correlated(envelope.correlationid):
+            outcome = await self._handle(handler, envelope, record)
+        EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
+
+    async def _handle(self, handler: Handler, envelope: Envelope, record: ConsumerRecord[Any, Any]) -> str:
+        failures = 0
+        delay = 0.2
+        while True:
+            started = time.perf_counter()
+            try:
+                return await self._transact(handler, envelope)
+            except ValidationError as err:
+                HANDLER_ERRORS.labels(envelope.type, "invalid_payload").inc()
+                await self._dead_letter(record, "invalid_payload", str(err))
+                return "dead_lettered"
+            except TRANSIENT_ERRORS:
+                HANDLER_ERRORS.labels(envelope.type, "transient").inc()
+                log.warning("database unavailable, retrying event", extra={"event_id": envelope.id}, exc_info=True)
+            except Exception as err:
+                failures += 1
+                HANDLER_ERRORS.labels(envelope.type, "handler").inc()
+                log.exception("handler failed", extra={"event_id": envelope.id, "attempt": failures})
+                if failures >= MAX_HANDLER_ATTEMPTS:
+                    await self._dead_letter(record, "handler_error", repr(err))
+                    return "dead_lettered"
+            finally:
+                HANDLER_SECONDS.labels(envelope.type).observe(time.perf_counter() - started)
+            if self._stopping:
+                raise Stopping
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _transact(self, handler: Handler, envelope: Envelope) -> str:
+        async with self._pool.acquire() as conn, conn.transaction():
+            first_time = await conn.fetchval(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.name,
+                envelope.id,
+            )
+            if not first_time:
+                return "duplicate"
+            await stage(conn, await handler(conn, envelope))
+        return "handled"
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str) -> None:
+        """Park the original bytes with why and where they came from; the stream keeps flowing."""
+        headers = [
+            *list(record.headers or ()),
+            ("dlq_reason", reason.encode()),
+            ("dlq_detail", detail[:2000].encode()),
+            ("dlq_origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            ("dlq_consumer", self.name.encode()),
+        ]
+        await self._dlq_producer.send_and_wait(self._dlq_topic.name, record.value, key=record.key, headers=headers)
+        DEAD_LETTERS.labels(record.topic, reason).inc()
+        log.warning("message dead-lettered", extra={"reason": reason, "origin": f"{record.topic}/{record.partition}"})

@@ -1,0 +1,58 @@
+"""PostgreSQL plumbing: a connection pool that waits for the database, and a migrations runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works; it serialises concurrent migrations of several instances.
+MIGRATION_LOCK = 7_316_001
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float = 30.0) -> asyncpg.Pool:
+    """Connect, retrying while the database is still starting."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database not reachable yet, retrying")
+            await asyncio.sleep(0.5)
+
+
+def migration_files(*directories: Path) -> list[tuple[str, Path]]:
+    """(version, path) in apply order: the runtime's own tables first, then the service's."""
+    return [(f"{d.parent.name}/{p.name}", p) for d in directories for p in sorted(d.glob("*.sql"))]
+
+
+async def migrate(pool: asyncpg.Pool, *service_dirs: Path) -> list[str]:
+    """Apply pending migrations, each in its own transaction; safe with several instances."""
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, path in migration_files(RUNTIME_MIGRATIONS, *service_dirs):
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                applied_now.append(version)
+                log.info("migration applied", extra={"version": version})
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied_now

@@ -1,0 +1,112 @@
+"""The wiring every service repeats: database, producer, outbox relay, consumers, HTTP, lifecycle.
+
+A service's composition root creates a ``ServiceKit``, asks it for the parts it
+needs, adds its own routes, and calls ``run()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from runtime.consumer import Handler, TransactionalConsumer
+from runtime.db import create_pool, migrate
+from runtime.http import HttpServer, ReadinessCheck, add_operational_routes
+from runtime.kafka import make_consumer, make_producer
+from runtime.logs import configure_logging
+from runtime.outbox import OutboxRelay
+from runtime.service import Lifecycle, run_until_signalled
+from runtime.settings import ServiceSettings
+from schemas.topics import Topic, dead_letters
+
+
+class ServiceKit:
+    def __init__(self, service: str, settings: ServiceSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.lifecycle = Lifecycle()
+        self.checks: dict[str, ReadinessCheck] = {}
+        self.consumers: list[TransactionalConsumer] = []
+        configure_logging(service, settings.log_level)
+
+    def client_id(self, role: str) -> str:
+        return f"{self.service}-{role}-{self.settings.instance_id}"
+
+    async def database(self, migrations: Path | None, *, max_size: int = 10) -> asyncpg.Pool:
+        pool = await create_pool(self.settings.dsn, max_size=max_size)
+        await migrate(pool, *([migrations] if migrations else []))
+        self.lifecycle.add("database", _noop, pool.close)
+
+        async def database_reachable() -> bool:
+            return bool(await pool.fetchval("SELECT true"))
+
+        self.checks["database"] = database_reachable
+        return pool
+
+    def producer(self, role: str = "producer", *, delivery_timeout_ms: int = 30_000) -> AIOKafkaProducer:
+        producer = make_producer(
+            self.settings.kafka_bootstrap, self.client_id(role), delivery_timeout_ms=delivery_timeout_ms
+        )
+        self.lifecycle.add(f"kafka-{role}", producer.start, producer.stop)
+
+        async def broker_reachable() -> bool:
+            return bool(await producer.client.fetch_all_metadata())
+
+        self.checks.setdefault("broker", broker_reachable)
+        return producer
+
+    def outbox_relay(self, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> OutboxRelay:
+        relay = OutboxRelay(pool, producer)
+        self.lifecycle.add("outbox-relay", relay.start, relay.stop)
+        return relay
+
+    def consume(
+        self,
+        name: str,
+        topics: list[Topic],
+        routes: Mapping[str, Handler],
+        *,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        relay: OutboxRelay | None = None,
+    ) -> TransactionalConsumer:
+        """A consumer group ``<service>-<name>`` whose handlers run in the inbox/outbox transaction."""
+        group = f"{self.service}-{name}"
+        consumer = TransactionalConsumer(
+            name=group,
+            consumer=make_consumer(self.settings.kafka_bootstrap, group, topics, self.client_id(name)),
+            pool=pool,
+            routes=routes,
+            dead_letter_producer=producer,
+            dead_letter_topic=dead_letters(self.service),
+            relay=relay,
+        )
+        self.lifecycle.add(f"consumer-{name}", consumer.start, consumer.stop)
+        self.consumers.append(consumer)
+        return consumer
+
+    def serve_http(self, app: FastAPI) -> None:
+        async def consumers_running() -> bool:
+            return all(c.running for c in self.consumers)
+
+        async def caught_up() -> bool:
+            # Ready only once every consumer has reached the end of its partitions after start.
+            return all(c.caught_up.is_set() for c in self.consumers)
+
+        if self.consumers:
+            self.checks["consumers"] = consumers_running
+            self.checks["caught_up"] = caught_up
+        add_operational_routes(app, self.checks)
+        server = HttpServer(app, self.settings.http_host, self.settings.http_port)
+        self.lifecycle.add("http", server.start, server.stop)
+
+    async def run(self) -> None:
+        await run_until_signalled(self.lifecycle, self.settings.shutdown_grace_seconds)
+
+
+async def _noop() -> None:
+    return None

@@ -1,0 +1,24 @@
+"""The metrics every service shares, one naming scheme: ``egov_*_total``, ``egov_*_seconds``.
+
+Labels carry topic, event type, route and outcome: bounded sets, never ids or personal data.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+EVENTS_CONSUMED = Counter("egov_events_consumed_total", "Events consumed, by outcome", ["topic", "type", "outcome"])
+EVENTS_PRODUCED = Counter("egov_events_produced_total", "Events published to Kafka", ["topic", "type"])
+HANDLER_SECONDS = Histogram(
+    "egov_handler_seconds", "Time to handle one event, transaction included", ["type"], buckets=LATENCY_BUCKETS
+)
+HANDLER_ERRORS = Counter("egov_handler_errors_total", "Handler failures by kind", ["type", "kind"])
+DEAD_LETTERS = Counter("egov_dead_letters_total", "Messages sent to a dead-letter topic", ["topic", "reason"])
+OUTBOX_PENDING = Gauge("egov_outbox_pending", "Outbox rows not yet published")
+CONSUMER_LAG = Gauge("egov_consumer_lag", "Messages behind the partition end", ["topic", "partition"])
+HTTP_REQUESTS = Counter("egov_http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_SECONDS = Histogram(
+    "egov_http_request_seconds", "HTTP request latency", ["method", "route"], buckets=LATENCY_BUCKETS
+)

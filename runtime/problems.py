@@ -1,0 +1,93 @@
+"""RFC 9457 problem details for every HTTP error, with a machine-readable code.
+
+Raise ``Problem`` from a route; ``install_problem_handlers`` turns it, and any
+framework error, into ``application/problem+json``. Nothing a client sends may
+produce a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from schemas.events import ProblemItem
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://egov.thueringen.de/problems/"
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: Sequence[ProblemItem] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(title)
+        self.status, self.code, self.title, self.detail = status, code, title, detail
+        self.errors, self.headers = list(errors), dict(headers or {})
+
+    def response(self, instance: str | None = None) -> JSONResponse:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.code.replace(".", "-"),
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = [e.model_dump() for e in self.errors]
+        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+_STATUS_CODES = {
+    400: "request.bad",
+    401: "auth.required",
+    403: "auth.forbidden",
+    404: "resource.not_found",
+    405: "request.method_not_allowed",
+    409: "request.conflict",
+    413: "request.too_large",
+    415: "request.unsupported_media_type",
+    422: "request.invalid",
+    429: "request.rate_limited",
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return exc.response(request.url.path)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "request.error")
+        return Problem(exc.status_code, code, str(exc.detail)).response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            ProblemItem(code="field.invalid", pointer="/" + "/".join(map(str, e["loc"][1:])), detail=e["msg"])
+            for e in exc.errors()
+        ]
+        return Problem(422, "request.invalid", "The request is invalid", errors=errors).response(request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"route": request.url.path})
+        return Problem(500, "server.error", "Internal error").response(request.url.path)

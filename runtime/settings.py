@@ -1,0 +1,46 @@
+"""Settings base class: environment variables with a per-service prefix, validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A secret containing one of these is a development placeholder, refused in production.
+PLACEHOLDER_MARKERS = ("dev-only", "changeme", "placeholder", "example")
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ServiceSettings(BaseSettings):
+    """Subclass per service and set ``model_config`` with the service's ``env_prefix``."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    instance_id: str = Field(default_factory=default_instance_id)
+    # Upper bound for a graceful stop: in-flight work finishes, offsets commit, then exit.
+    shutdown_grace_seconds: float = 20.0
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
+        if self.environment != "production":
+            return self
+        for name, value in self:
+            if isinstance(value, SecretStr) and any(m in value.get_secret_value() for m in PLACEHOLDER_MARKERS):
+                raise ValueError(f"{name} holds a development placeholder; set a real secret in production")
+        return self
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url.get_secret_value()

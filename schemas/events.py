@@ -1,0 +1,189 @@
+"""One frozen payload model per event type. Past tense for facts, imperative for commands.
+
+Adding an optional field is a compatible change; removing or retyping one, or
+tightening an enum, needs a new ``.v2`` type.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field
+
+from schemas.application import Cents, Contract, FiscalYear, FundingApplication, FundingYear, PositiveCents
+from schemas.envelope import Event
+
+ApplicationId = Annotated[str, Field(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
+
+
+class ProblemItem(Contract):
+    code: str = Field(description="Stable, machine-readable error code")
+    pointer: str = Field(description="JSON pointer (RFC 6901) to the offending field")
+    detail: str
+
+
+# --- commands on the submissions topic -------------------------------------
+
+
+class SubmitApplication(Event):
+    """A portal's submission published straight to the submissions topic."""
+
+    event_type = "application.submit.v1"
+    portal_id: str
+    submission_id: str = Field(min_length=1, max_length=200, description="The portal's own id; idempotency key")
+    application: dict[str, object] = Field(description="A FundingApplication, validated by intake")
+
+
+# --- intake -----------------------------------------------------------------
+
+
+class ApplicationReceived(Event):
+    event_type = "application.received.v1"
+    application_id: ApplicationId
+    portal_id: str
+    received_at: AwareDatetime = Field(description="Receipt time; first come, first served builds on it")
+    category_open: bool = Field(description="Whether the category could be approved at receipt")
+    application: FundingApplication
+
+
+class ApplicationRejected(Event):
+    event_type = "application.rejected.v1"
+    portal_id: str
+    submission_id: str
+    errors: list[ProblemItem]
+
+
+class ApplicationWithdrawn(Event):
+    event_type = "application.withdrawn.v1"
+    application_id: ApplicationId
+    portal_id: str
+    reason: str | None = None
+
+
+# --- review -----------------------------------------------------------------
+
+
+class ReviewOutcome(StrEnum):
+    ELIGIBLE = "eligible"
+    INELIGIBLE = "ineligible"
+    NEEDS_MANUAL_REVIEW = "needs_manual_review"
+
+
+class RuleFinding(Contract):
+    rule_id: str
+    passed: bool
+    message_de: str
+    message_en: str
+    needs_person: bool = Field(default=False, description="Passed, but a caseworker must look (e.g. four-eyes)")
+
+
+class ApplicationReviewed(Event):
+    event_type = "application.reviewed.v1"
+    application_id: ApplicationId
+    outcome: ReviewOutcome
+    rules_version: str
+    findings: list[RuleFinding]
+    reviewer: str = Field(description="'automatic' or the caseworker's principal id")
+    category: str
+    amount_cents: Cents
+    funding: list[FundingYear]
+    received_at: AwareDatetime
+    ready_at: AwareDatetime = Field(description="When the application became ready for decision")
+
+
+# --- budget -----------------------------------------------------------------
+
+
+class FiscalYearOpened(Event):
+    event_type = "budget.fiscal_year_opened.v1"
+    fiscal_year: FiscalYear
+    pot_cents: Cents
+
+
+class FundsReserved(Event):
+    event_type = "budget.reserved.v1"
+    application_id: ApplicationId
+    fiscal_year: FiscalYear
+    amount_cents: PositiveCents
+    ready_at: AwareDatetime
+
+
+class FundsCommitted(Event):
+    event_type = "budget.committed.v1"
+    application_id: ApplicationId
+    fiscal_year: FiscalYear
+    amount_cents: PositiveCents
+
+
+class WaitlistReason(StrEnum):
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    CATEGORY_PAUSED = "category_paused"
+    NO_POT = "no_pot"
+
+
+class ApplicationWaitlisted(Event):
+    event_type = "budget.waitlisted.v1"
+    application_id: ApplicationId
+    position: int = Field(ge=1, description="1 = next in line")
+    reason: WaitlistReason
+    amount_cents: PositiveCents
+    ready_at: AwareDatetime
+
+
+class FundsReleased(Event):
+    event_type = "budget.released.v1"
+    application_id: ApplicationId
+    fiscal_year: FiscalYear
+    amount_cents: PositiveCents
+    reason: str
+
+
+# --- decisions (the public contract) -----------------------------------------
+
+
+class Decision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class ApplicationDecided(Event):
+    """The final decision on one application, for downstream systems."""
+
+    event_type = "application.decided.v1"
+    application_id: ApplicationId
+    decision: Decision
+    amount_cents: Cents = Field(description="Granted amount; 0 when rejected")
+    funding: list[FundingYear] = Field(description="Granted amount per fiscal year")
+    reasons: list[str] = Field(description="Rule ids or reason codes behind a rejection")
+    rules_version: str | None = None
+    received_at: AwareDatetime
+    decided_at: AwareDatetime
+
+
+# --- notify -----------------------------------------------------------------
+
+
+class NoticeChannel(StrEnum):
+    EMAIL = "email"
+    CALLBACK = "callback"
+
+
+class NotificationDelivered(Event):
+    event_type = "notification.delivered.v1"
+    notice_id: str = Field(description="Stable id: derived from the causing event and the channel")
+    application_id: ApplicationId | None
+    notice_type: str
+    channel: NoticeChannel
+    attempts: int = Field(ge=1)
+    delivered_at: AwareDatetime
+
+
+class NotificationFailed(Event):
+    event_type = "notification.failed.v1"
+    notice_id: str
+    application_id: ApplicationId | None
+    notice_type: str
+    channel: NoticeChannel
+    attempts: int = Field(ge=1)
+    last_error: str

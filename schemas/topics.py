@@ -1,0 +1,111 @@
+"""The topic registry: every topic declared once, with its key, events and single writer.
+
+Code never spells a topic name inline; it names a ``Topic`` from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas import events as ev
+from schemas.envelope import Event
+
+FOREVER = -1
+THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    event_types: tuple[type[Event], ...]
+    writer: str
+    partitions: int = 6
+    retention_ms: int = FOREVER
+    public: bool = False
+    description: str = ""
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
+
+
+SUBMISSIONS = Topic(
+    name="egov.submissions.v1",
+    key="submission_id",
+    event_types=(ev.SubmitApplication,),
+    writer="portals",
+    retention_ms=THIRTY_DAYS_MS,
+    description="Submissions published by portals that run their own producers; intake validates them.",
+)
+APPLICATIONS = Topic(
+    name="egov.applications.v1",
+    key="application_id",
+    event_types=(ev.ApplicationReceived, ev.ApplicationRejected, ev.ApplicationWithdrawn),
+    writer="intake",
+    description="Applications accepted, rejected at intake, or withdrawn.",
+)
+REVIEWS = Topic(
+    name="egov.reviews.v1",
+    key="application_id",
+    event_types=(ev.ApplicationReviewed,),
+    writer="review",
+    description="Eligibility review results with the rules version and every finding.",
+)
+BUDGET = Topic(
+    name="egov.budget.v1",
+    key="application_id",
+    event_types=(ev.FundsReserved, ev.FundsCommitted, ev.ApplicationWaitlisted, ev.FundsReleased),
+    writer="budget",
+    description="Reservations, commitments, releases and waitlist positions per application.",
+)
+BUDGET_ADMIN = Topic(
+    name="egov.budget-admin.v1",
+    key="fiscal_year",
+    event_types=(ev.FiscalYearOpened,),
+    writer="budget",
+    partitions=1,
+    description="Fiscal-year pots opened and adjusted by budget administrators.",
+)
+DECISIONS = Topic(
+    name="egov.decisions.v1",
+    key="application_id",
+    event_types=(ev.ApplicationDecided,),
+    writer="budget",
+    public=True,
+    description="Final decisions: the public contract for downstream systems.",
+)
+NOTIFICATIONS = Topic(
+    name="egov.notifications.v1",
+    key="application_id",
+    event_types=(ev.NotificationDelivered, ev.NotificationFailed),
+    writer="notify",
+    description="Every notice delivered to, or failed for, a municipality.",
+)
+
+
+def dead_letters(service: str) -> Topic:
+    """Each consuming service owns its dead-letter topic, so every topic keeps a single writer."""
+    return Topic(
+        name=f"egov.{service}.deadletter.v1",
+        key="original key",
+        event_types=(),
+        writer=service,
+        partitions=1,
+        description=f"Messages {service} could not decode or handle, with the reason in headers.",
+    )
+
+
+DOMAIN_TOPICS = (SUBMISSIONS, APPLICATIONS, REVIEWS, BUDGET, BUDGET_ADMIN, DECISIONS, NOTIFICATIONS)
+SERVICES = ("intake", "review", "budget", "notify")
+ALL_TOPICS = DOMAIN_TOPICS + tuple(dead_letters(s) for s in SERVICES)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.wire_type(): cls for topic in DOMAIN_TOPICS for cls in topic.event_types}
+
+
+def topic_of(event_class: type[Event]) -> Topic:
+    """The one topic an event type is written to."""
+    for topic in DOMAIN_TOPICS:
+        if event_class in topic.event_types:
+            return topic
+    raise KeyError(f"{event_class.__name__} is on no topic")

@@ -1,0 +1,4 @@
+from runtime.service import run
+from services.budget.app import main
+
+run(main)

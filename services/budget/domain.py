@@ -1,0 +1,92 @@
+"""Budget's pure core: who is served from the pots, in which order, and who waits where.
+
+Order ("Windhundprinzip"): by the moment an application became ready for
+decision (``ready_at``: when it was found eligible), ties broken by the receipt
+time and then by the application id, so the order is total and can be replayed
+from the log. The line is kept per fiscal year: under the strict policy an
+application that does not fit blocks only later applications that need money
+from the same year; under first-fit, later ones that fit are served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from schemas.events import WaitlistReason
+
+Policy = Literal["strict", "first_fit"]
+
+
+@dataclass(frozen=True)
+class QueuedApplication:
+    application_id: str
+    ready_at: datetime
+    received_at: datetime
+    category: str
+    funding: Mapping[int, int]  # fiscal year -> cents
+
+    @property
+    def order_key(self) -> tuple[datetime, datetime, str]:
+        return (self.ready_at, self.received_at, self.application_id)
+
+    @property
+    def amount_cents(self) -> int:
+        return sum(self.funding.values())
+
+
+@dataclass(frozen=True)
+class Waiting:
+    application: QueuedApplication
+    position: int
+    reason: WaitlistReason
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    served: list[QueuedApplication] = field(default_factory=list)
+    waiting: list[Waiting] = field(default_factory=list)
+
+
+def in_line(queue: Iterable[QueuedApplication]) -> list[QueuedApplication]:
+    return sorted(queue, key=lambda a: a.order_key)
+
+
+def _blocker(app: QueuedApplication, available: Mapping[int, int], paused: set[str]) -> WaitlistReason | None:
+    if app.category in paused:
+        return WaitlistReason.CATEGORY_PAUSED
+    if any(year not in available for year in app.funding):
+        return WaitlistReason.NO_POT
+    if any(amount > available[year] for year, amount in app.funding.items()):
+        return WaitlistReason.INSUFFICIENT_FUNDS
+    return None
+
+
+def plan_service(
+    queue: Sequence[QueuedApplication],
+    available: Mapping[int, int],
+    paused_categories: set[str],
+    policy: Policy = "strict",
+) -> ServicePlan:
+    """Serve the line in order from what is available; everything else waits with its position."""
+    remaining = dict(available)
+    blocked_years: set[int] = set()
+    plan = ServicePlan()
+    still_waiting: list[tuple[QueuedApplication, WaitlistReason]] = []
+    for app in in_line(queue):
+        reason = _blocker(app, remaining, paused_categories)
+        if reason is None and policy == "strict" and blocked_years & app.funding.keys():
+            reason = WaitlistReason.INSUFFICIENT_FUNDS
+        if reason is None:
+            for year, amount in app.funding.items():
+                remaining[year] -= amount
+            plan.served.append(app)
+            continue
+        # A paused category waits without holding up the line: it could not be approved anyway.
+        if reason is not WaitlistReason.CATEGORY_PAUSED:
+            blocked_years |= app.funding.keys()
+        still_waiting.append((app, reason))
+    plan.waiting.extend(Waiting(app, i, reason) for i, (app, reason) in enumerate(still_waiting, start=1))
+    return plan

@@ -1,0 +1,33 @@
+"""Notify's composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from runtime.kit import ServiceKit
+from runtime.problems import install_problem_handlers
+from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, REVIEWS
+from services.notify.delivery import Deliverer
+from services.notify.handlers import ROUTES
+from services.notify.settings import NotifySettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def main() -> None:
+    settings = NotifySettings()
+    kit = ServiceKit("notify", settings)
+    pool = await kit.database(MIGRATIONS)
+    producer = kit.producer()
+    relay = kit.outbox_relay(pool, producer)
+    kit.consume(
+        "notices", [APPLICATIONS, REVIEWS, BUDGET, DECISIONS], ROUTES, pool=pool, producer=producer, relay=relay
+    )
+    deliverer = Deliverer(pool, relay, settings)
+    kit.lifecycle.add("deliverer", deliverer.start, deliverer.stop)
+    app = FastAPI(title="Thüringen E-Government funding: notify", version="1.0.0")
+    install_problem_handlers(app)
+    kit.serve_http(app)
+    await kit.run()

@@ -1,0 +1,4 @@
+from runtime.service import run
+from services.review.app import main
+
+run(main)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from runtime.settings import ServiceSettings
+from schemas.rules import DEFAULT_RULES
+
+
+class ReviewSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REVIEW_", extra="ignore", frozen=True)
+
+    http_port: int = 8002
+    database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov_review")
+    rules_file: Path = DEFAULT_RULES
