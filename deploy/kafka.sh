@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Local single-node Kafka (KRaft) on 127.0.0.1:19092.
+# Local single-node Kafka (KRaft) on 127.0.0.1:$EGOV_KAFKA_PORT (default 19092).
 #   deploy/kafka.sh start|stop|status|wait|restart|fetch
 # The broker's jars come from Maven Central (deploy/kafka/pom.xml) and are
 # cached in $CACHE_DIR; data and logs live in $STATE_DIR/kafka.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-KAFKA_PORT=19092
+KAFKA_PORT="${EGOV_KAFKA_PORT:-19092}"
+CONTROLLER_PORT="${EGOV_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_DIR="$STATE_DIR/kafka"
 PIDFILE="$KAFKA_DIR/kafka.pid"
 LIBS="$CACHE_DIR/kafka-libs-$(sha256sum "$DEPLOY_DIR/kafka/pom.xml" | cut -c1-12)"
@@ -29,8 +30,8 @@ format_storage() {
   mkdir -p "$KAFKA_DIR/data"
   local cluster_id
   cluster_id="$(run_java -Dlog4j2.level=warn kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
-  sed "s#^log.dirs=.*##" "$DEPLOY_DIR/kafka/server.properties" >"$KAFKA_DIR/server.properties"
-  echo "log.dirs=$KAFKA_DIR/data" >>"$KAFKA_DIR/server.properties"
+  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$KAFKA_DIR/data#g" \
+    "$DEPLOY_DIR/kafka/server.properties" >"$KAFKA_DIR/server.properties"
   run_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >/dev/null
 }

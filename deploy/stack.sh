@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The whole system on this machine: PostgreSQL, Kafka, the SMTP sink, the four
+# services and Prometheus, all on loopback.
+#   deploy/stack.sh start|stop|status|demo
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUN_DIR="$STATE_DIR/run"
+LOG_DIR="$STATE_DIR/logs"
+PY="$REPO_DIR/.venv/bin/python"
+SERVICES=(intake review budget notify)
+declare -A PORTS=([intake]=8001 [review]=8002 [budget]=8003 [notify]=8004)
+PROM_PORT=9090
+SMTP_PORT=8025
+mkdir -p "$RUN_DIR" "$LOG_DIR"
+
+start_process() {  # NAME COMMAND...
+  local name="$1"; shift
+  if pid_alive "$RUN_DIR/$name.pid"; then log "$name already running"; return 0; fi
+  (cd "$REPO_DIR" && nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 & echo $! >"$RUN_DIR/$name.pid")
+}
+
+service_ready() { curl -sf "http://127.0.0.1:${PORTS[$1]}/ready" >/dev/null; }
+
+start() {
+  "$DEPLOY_DIR/bootstrap.sh"
+  "$DEPLOY_DIR/postgres.sh" start
+  "$DEPLOY_DIR/kafka.sh" start
+  "$PY" -m runtime.topics
+  start_process smtp-sink "$PY" -m services.notify.smtp_sink --port "$SMTP_PORT" --dir "$STATE_DIR/mail"
+  for s in "${SERVICES[@]}"; do start_process "$s" "$PY" -m "services.$s"; done
+  for s in "${SERVICES[@]}"; do wait_for "$s" 60 service_ready "$s"; log "$s ready on 127.0.0.1:${PORTS[$s]}"; done
+  start_process prometheus prometheus --config.file="$DEPLOY_DIR/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$STATE_DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
+  wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
+  cat <<INFO
+
+The system is up (all on 127.0.0.1):
+  intake API      http://127.0.0.1:8001/docs     (OpenAPI: /openapi.json)
+  review          http://127.0.0.1:8002/ready
+  budget admin    http://127.0.0.1:8003/docs
+  notify          http://127.0.0.1:8004/ready
+  metrics         http://127.0.0.1:800{1..4}/metrics
+  Prometheus      http://127.0.0.1:$PROM_PORT   (targets: /targets, alerts: /alerts)
+  mails (sink)    $STATE_DIR/mail/*.eml
+  logs            $LOG_DIR/*.log
+Stop everything with: make stop
+INFO
+}
+
+stop() {
+  stop_pidfile prometheus "$RUN_DIR/prometheus.pid"
+  for s in "${SERVICES[@]}"; do stop_pidfile "$s" "$RUN_DIR/$s.pid"; done
+  stop_pidfile smtp-sink "$RUN_DIR/smtp-sink.pid"
+  "$DEPLOY_DIR/kafka.sh" stop
+  "$DEPLOY_DIR/postgres.sh" stop
+}
+
+status() {
+  "$DEPLOY_DIR/postgres.sh" status || true
+  "$DEPLOY_DIR/kafka.sh" status || true
+  for name in smtp-sink "${SERVICES[@]}" prometheus; do
+    if pid_alive "$RUN_DIR/$name.pid"; then echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))"; else echo "$name: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  demo) "$PY" "$DEPLOY_DIR/demo/demo.py" ;;
+  *) echo "usage: $0 start|stop|status|demo" >&2; exit 2 ;;
+esac

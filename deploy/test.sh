@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the test suite against real infrastructure: PostgreSQL (the project cluster,
+# fresh test databases) and a private, freshly formatted Kafka broker on
+# 127.0.0.1:29092, so tests never see a developer's data and start from empty topics.
+#   deploy/test.sh [bench] [pytest args...]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TEST_STATE="$STATE_DIR/test"
+export EGOV_TEST_KAFKA="127.0.0.1:29092"
+export EGOV_TEST_PG_DSN="postgresql://egov:${EGOV_PG_PASSWORD:-egov-dev-only}@127.0.0.1:${EGOV_PG_PORT:-55432}/postgres"
+
+kafka() { EGOV_STATE_DIR="$TEST_STATE" EGOV_KAFKA_PORT=29092 "$DEPLOY_DIR/kafka.sh" "$@"; }
+
+"$DEPLOY_DIR/bootstrap.sh"
+"$DEPLOY_DIR/postgres.sh" start
+kafka reset >/dev/null 2>&1 || true
+kafka start
+trap 'kafka stop' EXIT
+
+cd "$REPO_DIR"
+if [ "${1:-}" = "bench" ]; then
+  shift
+  .venv/bin/pytest tests/perf -p no:cacheprovider -s -q "$@"
+else
+  .venv/bin/pytest -p no:cacheprovider "$@"
+fi

@@ -1,0 +1,80 @@
+"""Shared fixtures. Integration and e2e fixtures need the real Kafka broker and PostgreSQL
+that ``make test`` starts; they fail loudly when those are missing."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from runtime.kafka import ensure_topics
+from schemas.topics import ALL_TOPICS
+from services.intake.store import token_digest
+from tests.support import SERVICE_PORTS, ServiceProcesses, SmtpSink, fresh_database, required_env, running_services
+
+SMTP_TEST_PORT = 18025
+
+
+@pytest.fixture(scope="session")
+async def kafka_bootstrap() -> str:
+    bootstrap = required_env("EGOV_TEST_KAFKA")
+    await ensure_topics(bootstrap, ALL_TOPICS)
+    return bootstrap
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> str:
+    return required_env("EGOV_TEST_PG_DSN")
+
+
+@pytest.fixture(scope="session")
+async def service_dsns(pg_admin_dsn: str) -> dict[str, str]:
+    return {name: await fresh_database(pg_admin_dsn, f"egov_test_{name}") for name in SERVICE_PORTS}
+
+
+@pytest.fixture(scope="session")
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink(SMTP_TEST_PORT)
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = Path(__file__).resolve().parents[1] / ".state" / "test" / "service-logs"
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.log"):
+        old.unlink()
+    return path
+
+
+@pytest.fixture(scope="session")
+async def services(
+    kafka_bootstrap: str, service_dsns: dict[str, str], smtp_sink: SmtpSink, log_dir: Path
+) -> AsyncIterator[ServiceProcesses]:
+    async with running_services(kafka_bootstrap, service_dsns, smtp_sink.port, log_dir) as running:
+        yield running
+
+
+async def issue_portal_token(intake_dsn: str, portal_id: str) -> str:
+    token = f"egp_{secrets.token_urlsafe(24)}"
+    conn = await asyncpg.connect(intake_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO portals (portal_id, token_sha256) VALUES ($1, $2)"
+            " ON CONFLICT (portal_id) DO UPDATE SET token_sha256 = EXCLUDED.token_sha256",
+            portal_id,
+            token_digest(token),
+        )
+    finally:
+        await conn.close()
+    return token
+
+
+@pytest.fixture(scope="session")
+async def portal_token(services: ServiceProcesses, service_dsns: dict[str, str]) -> str:
+    return await issue_portal_token(service_dsns["intake"], "portal-a")

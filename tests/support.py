@@ -1,0 +1,219 @@
+"""Test helpers for the real-infrastructure suites: databases, topics, service processes, an SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from schemas.envelope import Envelope
+from schemas.topics import Topic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def required_env(name: str) -> str:
+    """Integration tests need the real broker and database; without them they fail, never skip."""
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set: run the suite with `make test` (deploy/test.sh), which starts them")
+    return value
+
+
+def dsn_for(admin_dsn: str, database: str) -> str:
+    return admin_dsn.rsplit("/", 1)[0] + "/" + database
+
+
+async def fresh_database(admin_dsn: str, database: str) -> str:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+    return dsn_for(admin_dsn, database)
+
+
+async def read_topic(
+    bootstrap: str, topic: Topic, until: Callable[[list[Envelope]], bool], timeout: float = 30.0
+) -> list[Envelope]:
+    """Every envelope on the topic from the beginning, read until ``until`` holds or the time is up."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in (consumer.partitions_for_topic(topic.name) or ())]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic.name, p) for p in consumer.partitions_for_topic(topic.name) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen: list[Envelope] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                seen.extend(Envelope.from_bytes(r.value) for r in records)
+            if until(seen):
+                return seen
+        return seen
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives."""
+
+    port: int
+    messages: list[Message] = field(default_factory=list)
+    server: asyncio.AbstractServer | None = None
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: SmtpEnvelope) -> str:  # noqa: N802
+        content = envelope.original_content or b""
+        raw = content if isinstance(content, bytes) else content.encode()
+        self.messages.append(message_from_bytes(raw, policy=policy.default))
+        return "250 OK"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: SMTP(self, hostname="test-sink"), "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def for_application(self, application_id: str) -> list[Message]:
+        return [m for m in self.messages if m["X-Application-Id"] == application_id]
+
+
+SERVICE_PORTS = {"intake": 18001, "review": 18002, "budget": 18003, "notify": 18004}
+ADMIN_TOKEN = "test-budget-admin-token"
+
+
+@dataclass
+class ServiceProcesses:
+    """The four services as real processes, pointed at the test broker and test databases."""
+
+    bootstrap: str
+    dsns: dict[str, str]
+    smtp_port: int
+    log_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    exit_codes: dict[str, list[int]] = field(default_factory=dict)
+
+    def env(self, name: str) -> dict[str, str]:
+        prefix = name.upper() + "_"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("INTAKE_", "REVIEW_", "BUDGET_", "NOTIFY_"))}
+        env.update(
+            {
+                prefix + "KAFKA_BOOTSTRAP": self.bootstrap,
+                prefix + "DATABASE_URL": self.dsns[name],
+                prefix + "HTTP_PORT": str(SERVICE_PORTS[name]),
+                prefix + "ENVIRONMENT": "test",
+                prefix + "SHUTDOWN_GRACE_SECONDS": "20",
+                "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
+                "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
+                "NOTIFY_SMTP_PORT": str(self.smtp_port),
+                "NOTIFY_FIRST_RETRY_SECONDS": "0.2",
+            }
+        )
+        return env
+
+    def start(self, name: str) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"], cwd=REPO, env=self.env(name), stdout=log, stderr=log
+        )
+
+    async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as http:
+            while time.monotonic() < deadline:
+                process = self.processes[name]
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir}/{name}.log")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"http://127.0.0.1:{SERVICE_PORTS[name]}/ready")).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout}s; see {self.log_dir}/{name}.log")
+
+    async def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        process = self.processes.pop(name)
+        process.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        self.exit_codes.setdefault(name, []).append(process.returncode)
+        return process.returncode
+
+    async def restart(self, name: str, sig: int = signal.SIGTERM) -> int:
+        code = await self.stop(name, sig)
+        self.start(name)
+        await self.wait_ready(name)
+        return code
+
+    async def stop_all(self) -> None:
+        for name in list(self.processes):
+            await self.stop(name)
+
+
+@contextlib.asynccontextmanager
+async def running_services(
+    bootstrap: str, dsns: dict[str, str], smtp_port: int, log_dir: Path
+) -> AsyncIterator[ServiceProcesses]:
+    services = ServiceProcesses(bootstrap, dsns, smtp_port, log_dir)
+    try:
+        for name in SERVICE_PORTS:
+            services.start(name)
+        await asyncio.gather(*(services.wait_ready(name) for name in SERVICE_PORTS))
+        yield services
+    finally:
+        await services.stop_all()
+
+
+def sample_application(ags: str | None = None, **project: Any) -> dict[str, Any]:
+    """The demo application for a fresh municipality (so the double-funding rule stays quiet)."""
+    import json
+    import random
+
+    application: dict[str, Any] = json.loads((REPO / "deploy" / "demo" / "application.json").read_text())
+    application["applicant"]["ags"] = ags or f"16{random.randrange(10**6):06d}"
+    application["partners"] = []
+    application["project"].update(project)
+    return application
+
+
+async def open_fiscal_year(year: int, pot_cents: int) -> int:
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            f"http://127.0.0.1:{SERVICE_PORTS['budget']}/v1/fiscal-years",
+            json={"fiscal_year": year, "pot_cents": pot_cents},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+    assert response.status_code in (201, 409), response.text
+    return response.status_code
+
+
+def intake_url(path: str) -> str:
+    return f"http://127.0.0.1:{SERVICE_PORTS['intake']}{path}"
