@@ -84,7 +84,7 @@ class SmtpSink:
     messages: list[Message] = field(default_factory=list)
     server: asyncio.AbstractServer | None = None
 
-    async def handle_DATA(self, server: SMTP, session: Any, envelope: SmtpEnvelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: SmtpEnvelope) -> str:
         content = envelope.original_content or b""
         raw = content if isinstance(content, bytes) else content.encode()
         self.messages.append(message_from_bytes(raw, policy=policy.default))
