@@ -3,14 +3,18 @@
 # fresh test databases) and a private, freshly formatted Kafka broker on
 # 127.0.0.1:29092, so tests never see a developer's data and start from empty topics.
 #   deploy/test.sh [bench] [pytest args...]
+# EGOV_TEST_SLOT=N (0-9) moves ports, broker and databases aside, so several
+# suites can run on one machine at once.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TEST_STATE="$STATE_DIR/test"
-export EGOV_TEST_KAFKA="127.0.0.1:29092"
+export EGOV_TEST_SLOT="${EGOV_TEST_SLOT:-0}"
+KAFKA_TEST_PORT=$((29092 + 10 * EGOV_TEST_SLOT))
+TEST_STATE="$STATE_DIR/test$EGOV_TEST_SLOT"
+export EGOV_TEST_KAFKA="127.0.0.1:$KAFKA_TEST_PORT"
 export EGOV_TEST_PG_DSN="postgresql://egov:${EGOV_PG_PASSWORD:-egov-dev-only}@127.0.0.1:${EGOV_PG_PORT:-55432}/postgres"
 
-kafka() { EGOV_STATE_DIR="$TEST_STATE" EGOV_KAFKA_PORT=29092 "$DEPLOY_DIR/kafka.sh" "$@"; }
+kafka() { EGOV_STATE_DIR="$TEST_STATE" EGOV_KAFKA_PORT="$KAFKA_TEST_PORT" "$DEPLOY_DIR/kafka.sh" "$@"; }
 
 "$DEPLOY_DIR/bootstrap.sh"
 "$DEPLOY_DIR/postgres.sh" start

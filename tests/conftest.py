@@ -13,9 +13,16 @@ import pytest
 from runtime.kafka import ensure_topics
 from schemas.topics import ALL_TOPICS
 from services.intake.store import token_digest
-from tests.support import SERVICE_PORTS, ServiceProcesses, SmtpSink, fresh_database, required_env, running_services
-
-SMTP_TEST_PORT = 18025
+from tests.support import (
+    SERVICE_PORTS,
+    SMTP_TEST_PORT,
+    TEST_SLOT,
+    ServiceProcesses,
+    SmtpSink,
+    fresh_database,
+    required_env,
+    running_services,
+)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +39,7 @@ def pg_admin_dsn() -> str:
 
 @pytest.fixture(scope="session")
 async def service_dsns(pg_admin_dsn: str) -> dict[str, str]:
-    return {name: await fresh_database(pg_admin_dsn, f"egov_test_{name}") for name in SERVICE_PORTS}
+    return {name: await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_{name}") for name in SERVICE_PORTS}
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +52,7 @@ async def smtp_sink() -> AsyncIterator[SmtpSink]:
 
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = Path(__file__).resolve().parents[1] / ".state" / "test" / "service-logs"
+    path = Path(__file__).resolve().parents[1] / ".state" / f"test{TEST_SLOT}" / "service-logs"
     path.mkdir(parents=True, exist_ok=True)
     for old in path.glob("*.log"):
         old.unlink()

@@ -103,7 +103,10 @@ class SmtpSink:
         return [m for m in self.messages if m["X-Application-Id"] == application_id]
 
 
-SERVICE_PORTS = {"intake": 18001, "review": 18002, "budget": 18003, "notify": 18004}
+# EGOV_TEST_SLOT (set by deploy/test.sh) moves ports and databases aside for parallel suites.
+TEST_SLOT = int(os.environ.get("EGOV_TEST_SLOT", "0"))
+SERVICE_PORTS = {name: 18001 + i + 100 * TEST_SLOT for i, name in enumerate(("intake", "review", "budget", "notify"))}
+SMTP_TEST_PORT = 18025 + 100 * TEST_SLOT
 ADMIN_TOKEN = "test-budget-admin-token"
 
 
