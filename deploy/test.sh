@@ -25,7 +25,7 @@ trap 'kafka stop' EXIT
 cd "$REPO_DIR"
 if [ "${1:-}" = "bench" ]; then
   shift
-  .venv/bin/pytest tests/perf -p no:cacheprovider -s -q "$@"
+  .venv/bin/pytest tests/perf -o python_files="bench_*.py" -p no:cacheprovider -s -q "$@"
 else
   .venv/bin/pytest -p no:cacheprovider "$@"
 fi

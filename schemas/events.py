@@ -92,6 +92,16 @@ class ApplicationReviewed(Event):
     ready_at: AwareDatetime = Field(description="When the application became ready for decision")
 
 
+class DocumentsRequested(Event):
+    """A caseworker asked the municipality for missing documents; the case waits."""
+
+    event_type = "application.documents_requested.v1"
+    application_id: ApplicationId
+    requested_by: str = Field(description="The caseworker's principal id")
+    documents: list[str] = Field(min_length=1, description="Attachment kinds still missing")
+    message_de: str = Field(description="What the municipality is asked to provide, in German")
+
+
 # --- budget -----------------------------------------------------------------
 
 
@@ -99,6 +109,33 @@ class FiscalYearOpened(Event):
     event_type = "budget.fiscal_year_opened.v1"
     fiscal_year: FiscalYear
     pot_cents: Cents
+
+
+class PotAdjusted(Event):
+    """A budget administrator raised or lowered a fiscal year's pot."""
+
+    event_type = "budget.pot_adjusted.v1"
+    fiscal_year: FiscalYear
+    previous_pot_cents: Cents
+    pot_cents: Cents
+
+
+class CategoryPaused(Event):
+    event_type = "budget.category_paused.v1"
+    category: str
+
+
+class CategoryResumed(Event):
+    event_type = "budget.category_resumed.v1"
+    category: str
+
+
+class FiscalYearClosed(Event):
+    """The year's money lapsed; what still waited was carried over or rejected (see the decisions)."""
+
+    event_type = "budget.fiscal_year_closed.v1"
+    fiscal_year: FiscalYear
+    waiting_policy: str = Field(description="carry_over or reject")
 
 
 class FundsReserved(Event):

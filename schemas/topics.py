@@ -48,7 +48,7 @@ APPLICATIONS = Topic(
 REVIEWS = Topic(
     name="egov.reviews.v1",
     key="application_id",
-    event_types=(ev.ApplicationReviewed,),
+    event_types=(ev.ApplicationReviewed, ev.DocumentsRequested),
     writer="review",
     description="Eligibility review results with the rules version and every finding.",
 )
@@ -62,7 +62,7 @@ BUDGET = Topic(
 BUDGET_ADMIN = Topic(
     name="egov.budget-admin.v1",
     key="fiscal_year",
-    event_types=(ev.FiscalYearOpened,),
+    event_types=(ev.FiscalYearOpened, ev.PotAdjusted, ev.CategoryPaused, ev.CategoryResumed, ev.FiscalYearClosed),
     writer="budget",
     partitions=1,
     description="Fiscal-year pots opened and adjusted by budget administrators.",
