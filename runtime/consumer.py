@@ -43,6 +43,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 MAX_HANDLER_ATTEMPTS = 3
 
 
+async def handle_once(pool: asyncpg.Pool, consumer: str, handler: Handler, envelope: Envelope) -> str:
+    """Inbox row, state change and outgoing events in one transaction: "handled" or "duplicate"."""
+    async with pool.acquire() as conn, conn.transaction():
+        first_time = await conn.fetchval(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+            consumer,
+            envelope.id,
+        )
+        if not first_time:
+            return "duplicate"
+        await stage(conn, await handler(conn, envelope))
+    return "handled"
+
+
 class Stopping(Exception):
     """Raised inside the loop to abandon an unfinished batch without committing it."""
 
@@ -160,17 +174,7 @@ class TransactionalConsumer:
             delay = min(delay * 2, 5.0)
 
     async def _transact(self, handler: Handler, envelope: Envelope) -> str:
-        async with self._pool.acquire() as conn, conn.transaction():
-            first_time = await conn.fetchval(
-                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                self.name,
-                envelope.id,
-            )
-            if not first_time:
-                return "duplicate"
-            await stage(conn, await handler(conn, envelope))
-        return "handled"
+        return await handle_once(self._pool, self.name, handler, envelope)
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str) -> None:
         """Park the original bytes with why and where they came from; the stream keeps flowing."""

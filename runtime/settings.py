@@ -37,8 +37,10 @@ class ServiceSettings(BaseSettings):
         if self.environment != "production":
             return self
         for name, value in self:
-            if isinstance(value, SecretStr) and any(m in value.get_secret_value() for m in PLACEHOLDER_MARKERS):
-                raise ValueError(f"{name} holds a development placeholder; set a real secret in production")
+            secrets = value.values() if isinstance(value, dict) else [value]
+            for secret in secrets:
+                if isinstance(secret, SecretStr) and any(m in secret.get_secret_value() for m in PLACEHOLDER_MARKERS):
+                    raise ValueError(f"{name} holds a development placeholder; set a real secret in production")
         return self
 
     @property

@@ -66,12 +66,14 @@ class Envelope(BaseModel):
         source: str,
         subject: str,
         cause: Envelope | None = None,
+        causation_id: str | None = None,
         actor: str | None = None,
         event_id: str | None = None,
         time: datetime | None = None,
     ) -> Self:
         """Wrap a payload. The correlation id is always the subject (the application), even when
-        the cause is another application's event (a release that promotes a waiting one)."""
+        the cause is another application's event (a release that promotes a waiting one).
+        ``causation_id`` names a cause known only by its id (e.g. read back from a table)."""
         return cls(
             id=event_id or str(uuid.uuid4()),
             source=source,
@@ -79,7 +81,7 @@ class Envelope(BaseModel):
             subject=subject,
             time=time or utc_now(),
             correlationid=subject,
-            causationid=cause.id if cause else None,
+            causationid=cause.id if cause else causation_id,
             actor=actor,
             data=event.model_dump(mode="json"),
         )

@@ -6,23 +6,33 @@ from pathlib import Path
 
 from runtime.kit import ServiceKit
 from schemas.rules import load_rules
-from schemas.topics import REVIEWS
+from schemas.topics import APPLICATIONS, REVIEWS
 from services.budget import store
 from services.budget.api import build_api
-from services.budget.handlers import routes
+from services.budget.handlers import LineSettings, routes
+from services.budget.lineserver import LineServer
 from services.budget.settings import BudgetSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def line_settings(settings: BudgetSettings) -> LineSettings:
+    return LineSettings(
+        settings.waitlist_policy, settings.settle_seconds, settings.commit_after_seconds, settings.year_close_policy
+    )
+
+
 async def main() -> None:
     settings = BudgetSettings()
     rules = load_rules(settings.rules_file)
+    line = line_settings(settings)
     kit = ServiceKit("budget", settings)
     pool = await kit.database(MIGRATIONS)
     await store.seed_categories(pool, {c.id: c.open for c in rules.categories})
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
-    kit.consume("line", [REVIEWS], routes(settings.waitlist_policy), pool=pool, producer=producer, relay=relay)
-    kit.serve_http(build_api(pool, relay, settings))
+    kit.consume("line", [REVIEWS, APPLICATIONS], routes(line), pool=pool, producer=producer, relay=relay)
+    server = LineServer(pool, relay, line, settings.line_interval_seconds)
+    kit.lifecycle.add("line-server", server.start, server.stop)
+    kit.serve_http(build_api(pool, relay, settings, line))
     await kit.run()

@@ -1,12 +1,14 @@
-"""Budget's handlers: review results join the line, money and administrators serve it.
+"""Budget's handlers: review results join the line; the line is served from the pots.
 
-Every handler runs inside the consumer's (or the admin route's) transaction,
-holding the line lock, so two instances never plan over the same money.
+Every function here runs inside a transaction that holds the line lock (taken by
+the caller or here), so two instances never plan over the same money. Routing
+is the dict at the bottom.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -18,97 +20,127 @@ from schemas.events import (
     ApplicationDecided,
     ApplicationReviewed,
     ApplicationWaitlisted,
+    ApplicationWithdrawn,
     Decision,
-    FiscalYearOpened,
     FundsCommitted,
+    FundsReleased,
     FundsReserved,
     ReviewOutcome,
 )
-from schemas.topics import BUDGET_ADMIN, topic_of
-from services.budget import store
+from schemas.topics import topic_of
+from services.budget import metrics, store
 from services.budget.domain import Policy, QueuedApplication, plan_service
 
 SOURCE = "/egov/budget"
 BUDGET_ACTOR = "budget"
 
 
-def emit(event: Event, subject: str, cause: Envelope | None, actor: str = BUDGET_ACTOR) -> Outgoing:
-    topic = topic_of(type(event))
-    return Outgoing(topic, subject, Envelope.wrap(event, source=SOURCE, subject=subject, cause=cause, actor=actor))
+@dataclass(frozen=True)
+class LineSettings:
+    policy: Policy = "strict"
+    settle_seconds: float = 0.0
+    commit_after_seconds: float = 0.0
+    year_close_policy: str = "carry_over"
 
 
-async def serve_line(conn: asyncpg.Connection, policy: Policy, cause: Envelope | None) -> list[Outgoing]:
-    """Reserve for everyone the line and the pots allow, in order; tell newcomers their position."""
-    line = await store.waiting_line(conn)
+def emit(
+    event: Event,
+    subject: str,
+    *,
+    cause: Envelope | None = None,
+    cause_id: str | None = None,
+    actor: str = BUDGET_ACTOR,
+) -> Outgoing:
+    envelope = Envelope.wrap(event, source=SOURCE, subject=subject, cause=cause, causation_id=cause_id, actor=actor)
+    return Outgoing(topic_of(type(event)), subject, envelope)
+
+
+async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelope | None) -> list[Outgoing]:
+    """Reserve for everyone the pots allow, in line order; tell newcomers where they stand."""
+    waiting = await store.settled_waiting(conn, line.settle_seconds)
     plan = plan_service(
-        [entry for entry, *_ in line], await store.available_by_year(conn), await store.paused_categories(conn), policy
+        [e.application for e in waiting],
+        await store.available_by_year(conn),
+        await store.paused_categories(conn),
+        line.policy,
     )
-    details = {entry.application_id: (told, rules_version) for entry, told, rules_version, _ in line}
+    entries = {e.application.application_id: e for e in waiting}
     out: list[Outgoing] = []
     for app in plan.served:
-        out.extend(await _approve(conn, app, details[app.application_id][1], cause))
-    for waiting in plan.waiting:
-        app = waiting.application
-        if details[app.application_id][0] is None:
-            await store.tell_position(conn, app.application_id, waiting.position)
-            out.append(
-                emit(
-                    ApplicationWaitlisted(
-                        application_id=app.application_id,
-                        position=waiting.position,
-                        reason=waiting.reason,
-                        amount_cents=app.amount_cents,
-                        ready_at=app.ready_at,
-                    ),
-                    app.application_id,
-                    cause,
-                )
+        out.extend(await _reserve(conn, app, cause, entries[app.application_id].cause_event_id))
+    for place in plan.waiting:
+        entry = entries[place.application.application_id]
+        if entry.told_position is None:
+            await store.tell_position(conn, entry.application.application_id, place.position)
+            told = ApplicationWaitlisted(
+                application_id=entry.application.application_id,
+                position=place.position,
+                reason=place.reason,
+                amount_cents=entry.application.amount_cents,
+                ready_at=entry.application.ready_at,
             )
+            out.append(emit(told, entry.application.application_id, cause=cause, cause_id=entry.cause_event_id))
+    if line.commit_after_seconds == 0:
+        out.extend(await commit_due(conn, line))
     return out
 
 
-async def _approve(
-    conn: asyncpg.Connection, app: QueuedApplication, rules_version: str, cause: Envelope | None
+async def _reserve(
+    conn: asyncpg.Connection, app: QueuedApplication, cause: Envelope | None, review_id: str
 ) -> list[Outgoing]:
-    cause_id = cause.id if cause else None
-    out: list[Outgoing] = []
+    cause_id = cause.id if cause else review_id
+    out = []
     for year, amount in sorted(app.funding.items()):
-        await store.reserve(conn, app.application_id, year, amount, app.ready_at, cause_id or "")
-        out.append(
-            emit(
-                FundsReserved(
-                    application_id=app.application_id, fiscal_year=year, amount_cents=amount, ready_at=app.ready_at
-                ),
-                app.application_id,
-                cause,
-            )
+        await store.reserve(conn, app.application_id, year, amount, app.ready_at, cause_id)
+        reserved = FundsReserved(
+            application_id=app.application_id, fiscal_year=year, amount_cents=amount, ready_at=app.ready_at
         )
-    # The grant decision is final once every year is reserved: commit and decide in the same transaction.
-    for year, amount in sorted(app.funding.items()):
-        await store.commit(conn, app.application_id, year, amount, cause_id or "")
-        out.append(
-            emit(
-                FundsCommitted(application_id=app.application_id, fiscal_year=year, amount_cents=amount),
-                app.application_id,
-                cause,
-            )
-        )
-    await store.leave_line(conn, app.application_id, "served")
-    decided = ApplicationDecided(
-        application_id=app.application_id,
-        decision=Decision.APPROVED,
-        amount_cents=app.amount_cents,
-        funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(app.funding.items())],
-        reasons=[],
-        rules_version=rules_version,
-        received_at=app.received_at,
-        decided_at=utc_now(),
-    )
-    out.append(emit(decided, app.application_id, cause))
+        out.append(emit(reserved, app.application_id, cause=cause, cause_id=review_id))
+    await store.set_line_status(conn, app.application_id, "reserved")
     return out
 
 
-async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, policy: Policy) -> Sequence[Outgoing]:
+async def commit_due(conn: asyncpg.Connection, line: LineSettings) -> list[Outgoing]:
+    """Issue the grant notice for reservations past their withdrawal window: commit and decide."""
+    out: list[Outgoing] = []
+    for entry in await store.due_for_commit(conn, line.commit_after_seconds):
+        app = entry.application
+        for year, amount in sorted(app.funding.items()):
+            await store.commit(conn, app.application_id, year, amount, entry.cause_event_id)
+            committed = FundsCommitted(application_id=app.application_id, fiscal_year=year, amount_cents=amount)
+            out.append(emit(committed, app.application_id, cause_id=entry.cause_event_id))
+        await store.set_line_status(conn, app.application_id, "approved")
+        approved = ApplicationDecided(
+            application_id=app.application_id,
+            decision=Decision.APPROVED,
+            amount_cents=app.amount_cents,
+            funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(app.funding.items())],
+            reasons=[],
+            rules_version=entry.rules_version,
+            received_at=app.received_at,
+            decided_at=utc_now(),
+        )
+        out.extend(await decide(conn, approved, entry.cause_event_id))
+    return out
+
+
+async def decide(conn: asyncpg.Connection, decided: ApplicationDecided, cause_id: str) -> list[Outgoing]:
+    """The one final decision per application; a second attempt emits nothing."""
+    first = await conn.fetchval(
+        "INSERT INTO decisions (application_id, decision, decided_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        decided.application_id,
+        decided.decision.value,
+        decided.decided_at,
+    )
+    if not first:
+        return []
+    metrics.DECISIONS.labels(decided.decision.value).inc()
+    metrics.DECISION_LATENCY.observe((decided.decided_at - decided.received_at).total_seconds())
+    return [emit(decided, decided.application_id, cause_id=cause_id)]
+
+
+async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
     reviewed = envelope.payload(ApplicationReviewed)
     if reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
         return ()  # a caseworker decides first
@@ -123,7 +155,7 @@ async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, policy: Poli
             received_at=reviewed.received_at,
             decided_at=utc_now(),
         )
-        return [emit(rejected, reviewed.application_id, envelope)]
+        return await decide(conn, rejected, envelope.id)
     await store.lock_line(conn)
     entry = QueuedApplication(
         application_id=reviewed.application_id,
@@ -132,25 +164,34 @@ async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, policy: Poli
         category=reviewed.category,
         funding={f.fiscal_year: f.amount_cents for f in reviewed.funding},
     )
-    if not await store.join_line(conn, entry, reviewed.rules_version, envelope.id):
-        return ()  # already in line: a second review result for the same application changes nothing
-    return await serve_line(conn, policy, envelope)
+    # Joining the line decides nothing yet: the line is served once the arrival has settled.
+    joined = await store.join_line(conn, entry, reviewed.rules_version, envelope.id)
+    return await serve_line(conn, line, envelope) if joined and line.settle_seconds == 0 else ()
 
 
-async def open_fiscal_year(
-    conn: asyncpg.Connection, year: int, pot_cents: int, actor: str, policy: Policy
-) -> list[Outgoing] | None:
-    """None when the year is already open."""
+async def on_withdrawn(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
+    withdrawn = envelope.payload(ApplicationWithdrawn)
+    app_id = withdrawn.application_id
     await store.lock_line(conn)
-    opened = FiscalYearOpened(fiscal_year=year, pot_cents=pot_cents)
-    envelope = Envelope.wrap(opened, source=SOURCE, subject=str(year), actor=actor)
-    if not await store.open_pot(conn, year, pot_cents, actor, envelope.id):
-        return None
-    return [Outgoing(BUDGET_ADMIN, str(year), envelope), *await serve_line(conn, policy, envelope)]
+    entry = await store.line_entry(conn, app_id)
+    if entry is None:
+        await store.remember_withdrawal(conn, app_id)  # still in review: it must never join the line
+        return ()
+    if entry.status not in ("waiting", "reserved"):
+        return ()  # already decided: a withdrawal comes too late to change it
+    out = []
+    for year, amount in await store.release(conn, app_id, f"portal:{withdrawn.portal_id}", envelope.id):
+        released = FundsReleased(application_id=app_id, fiscal_year=year, amount_cents=amount, reason="withdrawn")
+        out.append(emit(released, app_id, cause=envelope))
+    await store.set_line_status(conn, app_id, "withdrawn")
+    return [*out, *await serve_line(conn, line, envelope)]
 
 
-def routes(policy: Policy) -> dict[str, Handler]:
+def routes(line: LineSettings) -> dict[str, Handler]:
     async def reviewed(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
-        return await on_reviewed(conn, envelope, policy)
+        return await on_reviewed(conn, envelope, line)
 
-    return {ApplicationReviewed.wire_type(): reviewed}
+    async def withdrawn(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+        return await on_withdrawn(conn, envelope, line)
+
+    return {ApplicationReviewed.wire_type(): reviewed, ApplicationWithdrawn.wire_type(): withdrawn}

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from runtime.settings import ServiceSettings
@@ -18,5 +18,16 @@ class BudgetSettings(ServiceSettings):
     rules_file: Path = DEFAULT_RULES
     # strict: a later, smaller application never jumps an earlier one that does not fit yet.
     waitlist_policy: Literal["strict", "first_fit"] = "strict"
-    # Budget administrators authenticate with this bearer token (development default refused in production).
-    admin_token: SecretStr = SecretStr("budget-admin-dev-only")
+    # What happens to applications still waiting when their fiscal year closes.
+    year_close_policy: Literal["carry_over", "reject"] = "carry_over"
+    # Applications become ready on several partitions at once; the line is served only for those
+    # ready at least this long ago, so one that arrives a little late still gets its place.
+    settle_seconds: float = Field(default=1.0, ge=0)
+    # Reserved money is committed (the grant notice issued) after this long; until then a
+    # withdrawal releases it.
+    commit_after_seconds: float = Field(default=0.0, ge=0)
+    line_interval_seconds: float = Field(default=0.1, gt=0)
+    # Budget administrators: name -> bearer token (JSON in BUDGET_ADMIN_TOKENS). The name is the
+    # principal every admin event is attributed to.
+    admin_tokens: dict[str, SecretStr] = {"budget-admin": SecretStr("budget-admin-dev-only")}
+    admin_token: SecretStr | None = None  # a single token for the "budget-admin" principal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -17,6 +18,9 @@ async def lock_line(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", LINE_LOCK)
 
 
+# --- categories and pots ---------------------------------------------------------
+
+
 async def seed_categories(conn: asyncpg.Pool, open_by_category: dict[str, bool]) -> None:
     await conn.executemany(
         "INSERT INTO categories (category, open, changed_by) VALUES ($1, $2, 'rules-file') ON CONFLICT DO NOTHING",
@@ -28,11 +32,29 @@ async def paused_categories(conn: asyncpg.Connection) -> set[str]:
     return {r["category"] for r in await conn.fetch("SELECT category FROM categories WHERE NOT open")}
 
 
+async def set_category_open(conn: asyncpg.Connection, category: str, is_open: bool, actor: str) -> bool:
+    """False when the category is unknown or already in that state."""
+    changed = await conn.fetchval(
+        "UPDATE categories SET open = $2, changed_by = $3, changed_at = now()"
+        " WHERE category = $1 AND open <> $2 RETURNING true",
+        category,
+        is_open,
+        actor,
+    )
+    return bool(changed)
+
+
+async def category_exists(conn: asyncpg.Connection, category: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM categories WHERE category = $1", category))
+
+
 async def available_by_year(conn: asyncpg.Connection) -> dict[int, int]:
-    return {
-        r["fiscal_year"]: r["available_cents"]
-        for r in await conn.fetch("SELECT fiscal_year, available_cents FROM pots")
-    }
+    rows = await conn.fetch("SELECT fiscal_year, available_cents FROM pots WHERE NOT closed")
+    return {r["fiscal_year"]: r["available_cents"] for r in rows}
+
+
+async def pot(conn: asyncpg.Connection, year: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM pots WHERE fiscal_year = $1 FOR UPDATE", year)
 
 
 async def open_pot(conn: asyncpg.Connection, year: int, pot_cents: int, actor: str, cause: str | None) -> bool:
@@ -46,6 +68,23 @@ async def open_pot(conn: asyncpg.Connection, year: int, pot_cents: int, actor: s
     if created:
         await append_ledger(conn, year, None, "opened", pot_cents, actor, cause)
     return bool(created)
+
+
+async def adjust_pot(conn: asyncpg.Connection, year: int, new_pot: int, actor: str, cause: str) -> int:
+    """Set the pot; returns the previous amount. The constraints refuse a pot below reserved + committed."""
+    previous: int = await conn.fetchval("SELECT pot_cents FROM pots WHERE fiscal_year = $1", year)
+    await conn.execute(
+        "UPDATE pots SET pot_cents = $2, available_cents = available_cents + ($2 - pot_cents) WHERE fiscal_year = $1",
+        year,
+        new_pot,
+    )
+    movement = "raised" if new_pot >= previous else "lowered"
+    await append_ledger(conn, year, None, movement, abs(new_pot - previous), actor, cause)
+    return previous
+
+
+async def close_pot(conn: asyncpg.Connection, year: int) -> None:
+    await conn.execute("UPDATE pots SET closed = true WHERE fiscal_year = $1", year)
 
 
 async def append_ledger(
@@ -69,10 +108,35 @@ async def append_ledger(
     )
 
 
+# --- the line ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineEntry:
+    application: QueuedApplication
+    status: str
+    told_position: int | None
+    rules_version: str
+    cause_event_id: str
+
+
+def _entry(row: asyncpg.Record) -> LineEntry:
+    app = QueuedApplication(
+        application_id=row["application_id"],
+        ready_at=row["ready_at"],
+        received_at=row["received_at"],
+        category=row["category"],
+        funding={int(y): c for y, c in json.loads(row["funding"]).items()},
+    )
+    return LineEntry(app, row["status"], row["told_position"], row["rules_version"], row["cause_event_id"])
+
+
 async def join_line(conn: asyncpg.Connection, app: QueuedApplication, rules_version: str, cause: str) -> bool:
     joined = await conn.fetchval(
         "INSERT INTO line (application_id, ready_at, received_at, category, funding, rules_version, cause_event_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
+        " SELECT $1, $2, $3, $4, $5, $6, $7"
+        " WHERE NOT EXISTS (SELECT 1 FROM withdrawals WHERE application_id = $1)"
+        " ON CONFLICT DO NOTHING RETURNING true",
         app.application_id,
         app.ready_at,
         app.received_at,
@@ -84,22 +148,76 @@ async def join_line(conn: asyncpg.Connection, app: QueuedApplication, rules_vers
     return bool(joined)
 
 
-def _queued(row: asyncpg.Record) -> QueuedApplication:
-    return QueuedApplication(
-        application_id=row["application_id"],
-        ready_at=row["ready_at"],
-        received_at=row["received_at"],
-        category=row["category"],
-        funding={int(y): c for y, c in json.loads(row["funding"]).items()},
-    )
+async def line_entry(conn: asyncpg.Connection, application_id: str) -> LineEntry | None:
+    row = await conn.fetchrow("SELECT * FROM line WHERE application_id = $1 FOR UPDATE", application_id)
+    return _entry(row) if row else None
 
 
-async def waiting_line(conn: asyncpg.Connection) -> list[tuple[QueuedApplication, int | None, str, str]]:
-    """(application, position last told, rules version, cause event id) for everyone waiting."""
+async def settled_waiting(conn: asyncpg.Connection, settle_seconds: float) -> list[LineEntry]:
+    """Everyone waiting who became ready at least ``settle_seconds`` ago, in line order."""
     rows = await conn.fetch(
-        "SELECT * FROM line WHERE status = 'waiting' ORDER BY ready_at, received_at, application_id"
+        "SELECT * FROM line WHERE status = 'waiting' AND ready_at <= now() - make_interval(secs => $1)"
+        " ORDER BY ready_at, received_at, application_id",
+        settle_seconds,
     )
-    return [(_queued(r), r["told_position"], r["rules_version"], r["cause_event_id"]) for r in rows]
+    return [_entry(r) for r in rows]
+
+
+async def has_untold_arrivals(conn: asyncpg.Connection | asyncpg.Pool, settle_seconds: float) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM line WHERE status = 'waiting' AND told_position IS NULL"
+            " AND ready_at <= now() - make_interval(secs => $1))",
+            settle_seconds,
+        )
+    )
+
+
+async def due_for_commit(conn: asyncpg.Connection, commit_after_seconds: float) -> list[LineEntry]:
+    rows = await conn.fetch(
+        "SELECT * FROM line WHERE status = 'reserved' AND reserved_at <= now() - make_interval(secs => $1)"
+        " ORDER BY reserved_at LIMIT 500",
+        commit_after_seconds,
+    )
+    return [_entry(r) for r in rows]
+
+
+async def has_due_commits(conn: asyncpg.Pool, commit_after_seconds: float) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM line WHERE status = 'reserved'"
+            " AND reserved_at <= now() - make_interval(secs => $1))",
+            commit_after_seconds,
+        )
+    )
+
+
+async def set_line_status(conn: asyncpg.Connection, application_id: str, status: str) -> None:
+    await conn.execute(
+        "UPDATE line SET status = $2, updated_at = now(),"
+        " reserved_at = CASE WHEN $2 = 'reserved' THEN now() ELSE reserved_at END WHERE application_id = $1",
+        application_id,
+        status,
+    )
+
+
+async def tell_position(conn: asyncpg.Connection, application_id: str, position: int) -> None:
+    await conn.execute("UPDATE line SET told_position = $2 WHERE application_id = $1", application_id, position)
+
+
+async def move_funding(conn: asyncpg.Connection, application_id: str, funding: dict[int, int]) -> None:
+    await conn.execute(
+        "UPDATE line SET funding = $2, told_position = NULL, updated_at = now() WHERE application_id = $1",
+        application_id,
+        json.dumps({str(y): c for y, c in funding.items()}),
+    )
+
+
+async def remember_withdrawal(conn: asyncpg.Connection, application_id: str) -> None:
+    await conn.execute("INSERT INTO withdrawals (application_id) VALUES ($1) ON CONFLICT DO NOTHING", application_id)
+
+
+# --- reservations --------------------------------------------------------------------
 
 
 async def reserve(
@@ -139,22 +257,48 @@ async def commit(conn: asyncpg.Connection, app_id: str, year: int, amount: int, 
     await append_ledger(conn, year, app_id, "committed", amount, "budget", cause)
 
 
-async def leave_line(conn: asyncpg.Connection, app_id: str, status: str) -> bool:
-    done = await conn.fetchval(
-        "UPDATE line SET status = $2, updated_at = now() WHERE application_id = $1 AND status = 'waiting'"
-        " RETURNING true",
-        app_id,
-        status,
-    )
-    return bool(done)
-
-
-async def tell_position(conn: asyncpg.Connection, app_id: str, position: int) -> None:
-    await conn.execute("UPDATE line SET told_position = $2 WHERE application_id = $1", app_id, position)
-
-
-async def pots_view(conn: asyncpg.Pool) -> list[dict[str, int]]:
+async def release(conn: asyncpg.Connection, app_id: str, actor: str, cause: str) -> list[tuple[int, int]]:
+    """Release every active, uncommitted reservation of the application; returns (year, amount) released."""
     rows = await conn.fetch(
-        "SELECT fiscal_year, pot_cents, available_cents, reserved_cents, committed_cents FROM pots ORDER BY fiscal_year"
+        "UPDATE reservations SET status = 'released', updated_at = now()"
+        " WHERE application_id = $1 AND status = 'reserved' RETURNING fiscal_year, amount_cents",
+        app_id,
+    )
+    for r in rows:
+        await conn.execute(
+            "UPDATE pots SET reserved_cents = reserved_cents - $2, available_cents = available_cents + $2"
+            " WHERE fiscal_year = $1",
+            r["fiscal_year"],
+            r["amount_cents"],
+        )
+        await append_ledger(conn, r["fiscal_year"], app_id, "released", r["amount_cents"], actor, cause)
+    return [(r["fiscal_year"], r["amount_cents"]) for r in rows]
+
+
+# --- views ---------------------------------------------------------------------------
+
+
+async def pots_view(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, int | bool]]:
+    rows = await conn.fetch(
+        "SELECT fiscal_year, pot_cents, available_cents, reserved_cents, committed_cents, closed"
+        " FROM pots ORDER BY fiscal_year"
     )
     return [dict(r) for r in rows]
+
+
+async def waitlist_view(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, object]]:
+    rows = await conn.fetch(
+        "SELECT application_id, category, funding, ready_at, received_at, told_position FROM line"
+        " WHERE status = 'waiting' ORDER BY ready_at, received_at, application_id"
+    )
+    return [
+        {
+            "position": i,
+            "application_id": r["application_id"],
+            "category": r["category"],
+            "funding": {int(y): c for y, c in json.loads(r["funding"]).items()},
+            "ready_at": r["ready_at"].isoformat(),
+            "received_at": r["received_at"].isoformat(),
+        }
+        for i, r in enumerate(rows, start=1)
+    ]

@@ -2,6 +2,7 @@
 -- available + reserved + committed = pot, and reserved + committed <= pot, always.
 CREATE TABLE pots (
     fiscal_year     int         PRIMARY KEY,
+    closed          boolean     NOT NULL DEFAULT false,
     pot_cents       bigint      NOT NULL CHECK (pot_cents >= 0),
     available_cents bigint      NOT NULL CHECK (available_cents >= 0),
     reserved_cents  bigint      NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
@@ -45,6 +46,8 @@ CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON ledger
     FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
 
 -- The line: every eligible application, in first-come-first-served order, until it is decided.
+-- waiting -> reserved (money held) -> approved (committed, grant notice issued)
+-- waiting/reserved -> withdrawn | rejected (money released)
 CREATE TABLE line (
     application_id text        PRIMARY KEY,
     ready_at       timestamptz NOT NULL,
@@ -52,12 +55,21 @@ CREATE TABLE line (
     category       text        NOT NULL,
     funding        jsonb       NOT NULL,   -- {"2027": cents, ...}
     rules_version  text        NOT NULL,
-    cause_event_id text        NOT NULL,
-    status         text        NOT NULL DEFAULT 'waiting' CHECK (status IN ('waiting', 'served', 'withdrawn', 'rejected')),
-    told_position  int,                    -- the last position the applicant was told
+    cause_event_id text        NOT NULL,   -- the review that put it in line
+    status         text        NOT NULL DEFAULT 'waiting'
+                   CHECK (status IN ('waiting', 'reserved', 'approved', 'withdrawn', 'rejected')),
+    told_position  int,                    -- the last waitlist position the applicant was told
+    reserved_at    timestamptz,
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX line_waiting ON line (ready_at, received_at, application_id) WHERE status = 'waiting';
+CREATE INDEX line_reserved ON line (reserved_at) WHERE status = 'reserved';
+
+-- Withdrawals that arrived before the application reached the line.
+CREATE TABLE withdrawals (
+    application_id text        PRIMARY KEY,
+    withdrawn_at   timestamptz NOT NULL DEFAULT now()
+);
 
 -- Categories the ministry paused; seeded from the rules file, changed by administrators.
 CREATE TABLE categories (
@@ -65,4 +77,11 @@ CREATE TABLE categories (
     open       boolean     NOT NULL,
     changed_by text        NOT NULL,
     changed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- One final decision per application, whichever path produced it.
+CREATE TABLE decisions (
+    application_id text        PRIMARY KEY,
+    decision       text        NOT NULL CHECK (decision IN ('approved', 'rejected')),
+    decided_at     timestamptz NOT NULL DEFAULT now()
 );

@@ -1,0 +1,81 @@
+"""The line server: serves settled arrivals and issues due grant notices, in the background.
+
+Arrivals only join the line in the consumer's transaction; this loop decides
+for them once they have settled (see ``BudgetSettings.settle_seconds``), so an
+application ready earlier but delivered a little later on another partition
+still gets its place. It also refreshes the budget gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+
+from runtime.outbox import OutboxRelay, stage
+from services.budget import metrics, store
+from services.budget.handlers import LineSettings, commit_due, serve_line
+
+log = logging.getLogger(__name__)
+GAUGE_INTERVAL_SECONDS = 1.0
+
+
+class LineServer:
+    def __init__(self, pool: asyncpg.Pool, relay: OutboxRelay, line: LineSettings, interval: float) -> None:
+        self._pool, self._relay, self._line, self._interval = pool, relay, line, interval
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._gauges_at = 0.0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="line-server")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                if await self.tick():
+                    self._relay.wake()
+                if time.monotonic() - self._gauges_at > GAUGE_INTERVAL_SECONDS:
+                    await self.refresh_gauges()
+            except Exception:
+                log.warning("line server round failed, will retry", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.sleep(self._interval)
+
+    async def tick(self) -> bool:
+        """One round; True if it staged events."""
+        line = self._line
+        if not (
+            await store.has_untold_arrivals(self._pool, line.settle_seconds)
+            or await store.has_due_commits(self._pool, line.commit_after_seconds)
+        ):
+            return False
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.lock_line(conn)
+            out = await serve_line(conn, line, None)
+            if line.commit_after_seconds > 0:
+                out.extend(await commit_due(conn, line))
+            await stage(conn, out)
+        return bool(out)
+
+    async def refresh_gauges(self) -> None:
+        self._gauges_at = time.monotonic()
+        for pot in await store.pots_view(self._pool):
+            year = str(pot["fiscal_year"])
+            metrics.POT.labels(year).set(pot["pot_cents"])
+            metrics.AVAILABLE.labels(year).set(pot["available_cents"])
+            metrics.RESERVED.labels(year).set(pot["reserved_cents"])
+            metrics.COMMITTED.labels(year).set(pot["committed_cents"])
+        length, oldest = await self._pool.fetchrow(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(ready_at)), 0) FROM line WHERE status = 'waiting'"
+        )
+        metrics.WAITLIST_LENGTH.set(length)
+        metrics.WAITLIST_OLDEST_AGE.set(float(oldest))
