@@ -82,10 +82,14 @@ class Attachment(Contract):
     ]
 
 
+# strict: 0, 1, "true" or "no" are errors, not silently coerced confirmations (or unnoticed refusals).
+Confirmation = Annotated[bool, Field(strict=True)]
+
+
 class Declarations(Contract):
-    information_complete_and_true: bool
-    no_double_funding: bool
-    project_not_started: bool
+    information_complete_and_true: Confirmation
+    no_double_funding: Confirmation
+    project_not_started: Confirmation
 
 
 class FundingApplication(Contract):

@@ -75,6 +75,8 @@ def load_rules(path: Path = DEFAULT_RULES) -> Rules:
         return Rules.model_validate(raw)
     except FileNotFoundError as err:
         raise RulesFileError(f"rules file {path} not found") from err
+    except UnicodeDecodeError as err:
+        raise RulesFileError(f"rules file {path} is not UTF-8: {err}") from err
     except tomllib.TOMLDecodeError as err:
         raise RulesFileError(f"rules file {path} is not valid TOML: {err}") from err
     except ValidationError as err:

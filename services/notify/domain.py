@@ -147,5 +147,6 @@ def notice_for(envelope: Envelope, event_class: type[Event]) -> Notice | None:
 
 def retry_delay(attempts: int, first_seconds: float, max_seconds: float, jitter: float) -> float:
     """Exponential backoff with full jitter (``jitter`` in [0, 1)): spreads retries of many notices."""
-    ceiling = min(max_seconds, first_seconds * 2 ** max(0, attempts - 1))
+    # The exponent is bounded: 2 ** 1100 cannot become a float, and the cap is reached long before.
+    ceiling = min(max_seconds, first_seconds * 2 ** min(max(0, attempts - 1), 1000))
     return float(max(first_seconds / 2, ceiling * jitter))
