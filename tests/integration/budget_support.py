@@ -1,0 +1,121 @@
+"""Helpers for the budget suites: a fresh ledger database, review events, and the invariants."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from runtime.consumer import handle_once
+from runtime.db import migrate
+from schemas.application import FundingYear
+from schemas.envelope import Envelope
+from schemas.events import ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome, RuleFinding
+from schemas.rules import load_rules
+from services.budget import store
+from services.budget.handlers import LineSettings, routes
+from tests.support import fresh_database
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "budget" / "migrations"
+BASE = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # in the past: settled
+CONSUMER = "budget-line"
+
+
+async def budget_pool(admin_dsn: str, name: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(await fresh_database(admin_dsn, name), min_size=1, max_size=30)
+    await migrate(pool, MIGRATIONS)
+    await store.seed_categories(pool, {c.id: c.open for c in load_rules().categories})
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def app_id(n: int) -> str:
+    return f"TH-EGOV-2027-{n:06d}"
+
+
+def reviewed(
+    n: int,
+    amount: int,
+    *,
+    years: dict[int, int] | None = None,
+    ready_offset_ms: int | None = None,
+    outcome: ReviewOutcome = ReviewOutcome.ELIGIBLE,
+    category: str = "dms_eservices",
+) -> Envelope:
+    """Application number n became ready n milliseconds after BASE (unless told otherwise)."""
+    funding = years or {2027: amount}
+    ready = BASE + timedelta(milliseconds=n if ready_offset_ms is None else ready_offset_ms)
+    event = ApplicationReviewed(
+        application_id=app_id(n),
+        outcome=outcome,
+        rules_version="egov-2024-v1",
+        findings=[
+            RuleFinding(
+                rule_id="R05-grant-limits",
+                passed=outcome is not ReviewOutcome.INELIGIBLE,
+                message_de="x",
+                message_en="x",
+            )
+        ],
+        reviewer="automatic",
+        category=category,
+        amount_cents=sum(funding.values()),
+        funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(funding.items())],
+        received_at=ready - timedelta(seconds=1),
+        ready_at=ready,
+    )
+    return Envelope.wrap(event, source="/egov/review", subject=app_id(n))
+
+
+def withdrawn(n: int) -> Envelope:
+    event = ApplicationWithdrawn(application_id=app_id(n), portal_id="portal-a")
+    return Envelope.wrap(event, source="/egov/intake", subject=app_id(n))
+
+
+async def deliver(pool: asyncpg.Pool, envelope: Envelope, line: LineSettings) -> str:
+    """Exactly what the budget consumer does with one record."""
+    return await handle_once(pool, CONSUMER, routes(line)[envelope.type], envelope)
+
+
+async def staged(pool: asyncpg.Pool) -> list[Envelope]:
+    rows = await pool.fetch("SELECT value FROM outbox ORDER BY id")
+    return [Envelope.from_bytes(bytes(r["value"])) for r in rows]
+
+
+async def assert_invariants(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    """The ledger's promises, checked from the tables after any step."""
+    for pot in await conn.fetch("SELECT * FROM pots"):
+        year = pot["fiscal_year"]
+        assert pot["available_cents"] + pot["reserved_cents"] + pot["committed_cents"] == pot["pot_cents"], pot
+        assert pot["reserved_cents"] + pot["committed_cents"] <= pot["pot_cents"], pot
+        sums = await conn.fetchrow(
+            "SELECT coalesce(sum(amount_cents) FILTER (WHERE status = 'reserved'), 0) AS reserved,"
+            " coalesce(sum(amount_cents) FILTER (WHERE status = 'committed'), 0) AS committed"
+            " FROM reservations WHERE fiscal_year = $1",
+            year,
+        )
+        assert (sums["reserved"], sums["committed"]) == (pot["reserved_cents"], pot["committed_cents"]), year
+    doubled = await conn.fetch(
+        "SELECT application_id, fiscal_year FROM reservations WHERE status <> 'released'"
+        " GROUP BY 1, 2 HAVING count(*) > 1"
+    )
+    assert not doubled, doubled
+    # Reserved or approved in line <=> active reservations exist.
+    mismatched = await conn.fetch(
+        "SELECT l.application_id, l.status FROM line l WHERE (l.status IN ('reserved', 'approved'))"
+        " <> EXISTS (SELECT 1 FROM reservations r WHERE r.application_id = l.application_id AND r.status <> 'released')"
+    )
+    assert not mismatched, mismatched
+
+
+async def reset(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "TRUNCATE pots, reservations, ledger, line, withdrawals, decisions, processed_events, outbox"
+        " RESTART IDENTITY CASCADE"
+    )
+    for category in load_rules().categories:
+        await pool.execute("UPDATE categories SET open = $2 WHERE category = $1", category.id, category.open)
