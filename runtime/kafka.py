@@ -27,7 +27,9 @@ def make_producer(bootstrap: str, client_id: str, *, delivery_timeout_ms: int = 
     )
 
 
-def make_consumer(bootstrap: str, group_id: str, topics: list[Topic], client_id: str) -> AIOKafkaConsumer:
+def make_consumer(
+    bootstrap: str, group_id: str, topics: list[Topic], client_id: str, *, session_timeout_ms: int = 15_000
+) -> AIOKafkaConsumer:
     """Offsets are committed by the caller, only after the work they cover is durable."""
     return AIOKafkaConsumer(
         *[t.name for t in topics],
@@ -37,8 +39,8 @@ def make_consumer(bootstrap: str, group_id: str, topics: list[Topic], client_id:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=500,
-        session_timeout_ms=15_000,
-        heartbeat_interval_ms=3_000,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=min(3_000, session_timeout_ms // 3),
         metadata_max_age_ms=30_000,
     )
 

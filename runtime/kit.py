@@ -75,10 +75,16 @@ class ServiceKit:
         relay: OutboxRelay | None = None,
     ) -> TransactionalConsumer:
         """A consumer group ``<service>-<name>`` whose handlers run in the inbox/outbox transaction."""
-        group = f"{self.service}-{name}"
+        group = f"{self.settings.consumer_group_prefix}{self.service}-{name}"
         consumer = TransactionalConsumer(
             name=group,
-            consumer=make_consumer(self.settings.kafka_bootstrap, group, topics, self.client_id(name)),
+            consumer=make_consumer(
+                self.settings.kafka_bootstrap,
+                group,
+                topics,
+                self.client_id(name),
+                session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            ),
             pool=pool,
             routes=routes,
             dead_letter_producer=producer,

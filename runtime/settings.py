@@ -29,6 +29,10 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     instance_id: str = Field(default_factory=default_instance_id)
+    # Lets a second deployment (or a test) share a broker without sharing consumer groups.
+    consumer_group_prefix: str = ""
+    # How soon the group notices a consumer that died without leaving (a SIGKILL, a lost host).
+    kafka_session_timeout_ms: int = Field(default=15_000, ge=6_000, le=300_000)
     # Upper bound for a graceful stop: in-flight work finishes, offsets commit, then exit.
     shutdown_grace_seconds: float = 20.0
 

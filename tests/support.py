@@ -110,6 +110,25 @@ SMTP_TEST_PORT = 18025 + 100 * TEST_SLOT
 ADMIN_TOKEN = "test-budget-admin-token"
 
 
+def spawn_service(service: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m services.<service>`` as a child process, its output appended to ``log_path``."""
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    return subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=REPO, env=env, stdout=log, stderr=log)
+
+
+async def wait_http_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"process on port {port} exited with {process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"port {port} not ready after {timeout}s")
+
+
 @dataclass
 class ServiceProcesses:
     """The four services as real processes, pointed at the test broker and test databases."""
@@ -131,6 +150,7 @@ class ServiceProcesses:
                 prefix + "HTTP_PORT": str(SERVICE_PORTS[name]),
                 prefix + "ENVIRONMENT": "test",
                 prefix + "SHUTDOWN_GRACE_SECONDS": "20",
+                prefix + "KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
                 "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
@@ -140,23 +160,13 @@ class ServiceProcesses:
         return env
 
     def start(self, name: str) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"], cwd=REPO, env=self.env(name), stdout=log, stderr=log
-        )
+        self.processes[name] = spawn_service(name, self.env(name), self.log_dir / f"{name}.log")
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2) as http:
-            while time.monotonic() < deadline:
-                process = self.processes[name]
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir}/{name}.log")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"http://127.0.0.1:{SERVICE_PORTS[name]}/ready")).status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"{name} not ready after {timeout}s; see {self.log_dir}/{name}.log")
+        try:
+            await wait_http_ready(SERVICE_PORTS[name], self.processes[name], timeout)
+        except (RuntimeError, TimeoutError) as err:
+            raise RuntimeError(f"{name}: {err}; see {self.log_dir}/{name}.log") from err
 
     async def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         process = self.processes.pop(name)

@@ -88,7 +88,7 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
         outgoing,
         *await commit_due(conn, LineSettings(line.policy, line.settle_seconds, 0.0, line.year_close_policy)),
     ]
-    for entry in await store.settled_waiting(conn, 0.0):
+    for entry in await store.waiting_line(conn, 0.0):
         app = entry.application
         if year not in app.funding:
             continue

@@ -6,6 +6,9 @@ time and then by the application id, so the order is total and can be replayed
 from the log. The line is kept per fiscal year: under the strict policy an
 application that does not fit blocks only later applications that need money
 from the same year; under first-fit, later ones that fit are served.
+
+An arrival that is still settling (see the budget settings) is not decided yet,
+but it holds its place: later applications for its years wait for it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class QueuedApplication:
     received_at: datetime
     category: str
     funding: Mapping[int, int]  # fiscal year -> cents
+    # False while the arrival is still settling: it keeps its place (blocks its years) but is not decided yet.
+    settled: bool = True
 
     @property
     def order_key(self) -> tuple[datetime, datetime, str]:
@@ -42,6 +47,8 @@ class Waiting:
     application: QueuedApplication
     position: int
     reason: WaitlistReason
+    # An arrival still settling stands ahead: the position may yet change, so nobody is told it.
+    provisional: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,13 @@ def plan_service(
     remaining = dict(available)
     blocked_years: set[int] = set()
     plan = ServicePlan()
-    still_waiting: list[tuple[QueuedApplication, WaitlistReason]] = []
+    still_waiting: list[tuple[QueuedApplication, WaitlistReason, bool]] = []
+    settling_ahead = False
     for app in in_line(queue):
+        if not app.settled:
+            blocked_years |= app.funding.keys()
+            settling_ahead = True
+            continue
         reason = _blocker(app, remaining, paused_categories)
         if reason is None and policy == "strict" and blocked_years & app.funding.keys():
             reason = WaitlistReason.INSUFFICIENT_FUNDS
@@ -87,6 +99,6 @@ def plan_service(
         # A paused category waits without holding up the line: it could not be approved anyway.
         if reason is not WaitlistReason.CATEGORY_PAUSED:
             blocked_years |= app.funding.keys()
-        still_waiting.append((app, reason))
-    plan.waiting.extend(Waiting(app, i, reason) for i, (app, reason) in enumerate(still_waiting, start=1))
+        still_waiting.append((app, reason, settling_ahead))
+    plan.waiting.extend(Waiting(app, i, reason, p) for i, (app, reason, p) in enumerate(still_waiting, start=1))
     return plan

@@ -57,7 +57,7 @@ def emit(
 
 async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelope | None) -> list[Outgoing]:
     """Reserve for everyone the pots allow, in line order; tell newcomers where they stand."""
-    waiting = await store.settled_waiting(conn, line.settle_seconds)
+    waiting = await store.waiting_line(conn, line.settle_seconds)
     plan = plan_service(
         [e.application for e in waiting],
         await store.available_by_year(conn),
@@ -70,7 +70,7 @@ async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelo
         out.extend(await _reserve(conn, app, cause, entries[app.application_id].cause_event_id))
     for place in plan.waiting:
         entry = entries[place.application.application_id]
-        if entry.told_position is None:
+        if entry.told_position is None and not place.provisional:
             await store.tell_position(conn, entry.application.application_id, place.position)
             told = ApplicationWaitlisted(
                 application_id=entry.application.application_id,

@@ -20,8 +20,9 @@ class BudgetSettings(ServiceSettings):
     waitlist_policy: Literal["strict", "first_fit"] = "strict"
     # What happens to applications still waiting when their fiscal year closes.
     year_close_policy: Literal["carry_over", "reject"] = "carry_over"
-    # Applications become ready on several partitions at once; the line is served only for those
-    # ready at least this long ago, so one that arrives a little late still gets its place.
+    # Applications become ready on several partitions at once; an arrival is decided only after it
+    # has been in line this long, so one that became ready earlier but arrives a little later (another
+    # partition, a restarted consumer) still gets its place ahead of it.
     settle_seconds: float = Field(default=1.0, ge=0)
     # Reserved money is committed (the grant notice issued) after this long; until then a
     # withdrawal releases it.

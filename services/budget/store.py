@@ -127,6 +127,7 @@ def _entry(row: asyncpg.Record) -> LineEntry:
         received_at=row["received_at"],
         category=row["category"],
         funding={int(y): c for y, c in json.loads(row["funding"]).items()},
+        settled=row.get("settled", True),
     )
     return LineEntry(app, row["status"], row["told_position"], row["rules_version"], row["cause_event_id"])
 
@@ -153,11 +154,11 @@ async def line_entry(conn: asyncpg.Connection, application_id: str) -> LineEntry
     return _entry(row) if row else None
 
 
-async def settled_waiting(conn: asyncpg.Connection, settle_seconds: float) -> list[LineEntry]:
-    """Everyone waiting who became ready at least ``settle_seconds`` ago, in line order."""
+async def waiting_line(conn: asyncpg.Connection, settle_seconds: float) -> list[LineEntry]:
+    """Everyone waiting, in line order; ``settled`` once in line for at least ``settle_seconds``."""
     rows = await conn.fetch(
-        "SELECT * FROM line WHERE status = 'waiting' AND ready_at <= now() - make_interval(secs => $1)"
-        " ORDER BY ready_at, received_at, application_id",
+        "SELECT *, joined_at <= clock_timestamp() - make_interval(secs => $1) AS settled"
+        " FROM line WHERE status = 'waiting' ORDER BY ready_at, received_at, application_id",
         settle_seconds,
     )
     return [_entry(r) for r in rows]

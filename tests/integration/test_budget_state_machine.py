@@ -162,7 +162,7 @@ class BudgetMachine(RuleBasedStateMachine):
     def nothing_servable_is_left_waiting(self) -> None:
         async def check() -> None:
             async with Harness.pool.acquire() as conn:
-                waiting = await store.settled_waiting(conn, 0)
+                waiting = await store.waiting_line(conn, 0)
                 plan = plan_service(
                     [e.application for e in waiting],
                     await store.available_by_year(conn),

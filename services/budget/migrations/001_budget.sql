@@ -60,6 +60,7 @@ CREATE TABLE line (
                    CHECK (status IN ('waiting', 'reserved', 'approved', 'withdrawn', 'rejected')),
     told_position  int,                    -- the last waitlist position the applicant was told
     reserved_at    timestamptz,
+    joined_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX line_waiting ON line (ready_at, received_at, application_id) WHERE status = 'waiting';

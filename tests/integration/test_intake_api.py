@@ -1,0 +1,658 @@
+"""Intake alone against its own real broker and database: the portal API, the Kafka ingress, and outages.
+
+Intake runs as a process against a private broker (port 29452 + 10 * slot, state under .state/) that no
+other service reads, so nothing decides the applications behind the tests' backs, and the broker can
+be stopped and started again for the outage tests at the end of the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from runtime.kafka import ensure_topics
+from schemas.application import FundingApplication
+from schemas.envelope import Envelope
+from schemas.events import (
+    ApplicationDecided,
+    ApplicationReceived,
+    ApplicationRejected,
+    ApplicationWithdrawn,
+    Decision,
+    SubmitApplication,
+)
+from schemas.topics import ALL_TOPICS, APPLICATIONS, DECISIONS, SUBMISSIONS, Topic, dead_letters
+from tests.conftest import issue_portal_token
+from tests.support import REPO, SERVICE_PORTS, TEST_SLOT, fresh_database, read_topic, sample_application
+
+pytestmark = pytest.mark.integration
+
+BROKER_PORT = 29452 + 10 * TEST_SLOT
+BROKER_STATE = REPO / ".state" / f"test{TEST_SLOT}-intake-broker"
+INTAKE_PORT = SERVICE_PORTS["intake"] + 50
+BASE_URL = f"http://127.0.0.1:{INTAKE_PORT}"
+QUOTA = 3
+PUBLISH_TIMEOUT_MS = 2000
+
+
+# --- the private broker and the intake process ----------------------------------------------------
+
+
+def kafka(command: str) -> None:
+    env = {**os.environ, "EGOV_STATE_DIR": str(BROKER_STATE), "EGOV_KAFKA_PORT": str(BROKER_PORT)}
+    subprocess.run([str(REPO / "deploy" / "kafka.sh"), command], env=env, check=True, capture_output=True)
+
+
+@dataclass
+class IntakeProcess:
+    bootstrap: str
+    dsn: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+        env.update(
+            INTAKE_KAFKA_BOOTSTRAP=self.bootstrap,
+            INTAKE_DATABASE_URL=self.dsn,
+            INTAKE_HTTP_PORT=str(INTAKE_PORT),
+            INTAKE_PUBLIC_BASE_URL=BASE_URL,
+            INTAKE_ENVIRONMENT="test",
+            INTAKE_PUBLISH_TIMEOUT_MS=str(PUBLISH_TIMEOUT_MS),
+            INTAKE_MAX_OPEN_APPLICATIONS_PER_YEAR=str(QUOTA),
+            INTAKE_RATE_LIMIT_PER_SECOND="1000",
+            INTAKE_RATE_LIMIT_BURST="1000",
+            INTAKE_PORTAL_CACHE_SECONDS="0.3",
+        )
+        log = open(BROKER_STATE / "intake.log", "ab")  # noqa: SIM115 - handed to the child process
+        self.process = subprocess.Popen([sys.executable, "-m", "services.intake"], cwd=REPO, env=env, stdout=log, stderr=log)
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=BASE_URL, timeout=2) as http:
+            while time.monotonic() < deadline:
+                assert self.process and self.process.poll() is None, f"intake exited; see {BROKER_STATE}/intake.log"
+                try:
+                    if (await http.get("/ready")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError("intake not ready")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+async def own_broker() -> AsyncIterator[str]:
+    BROKER_STATE.mkdir(parents=True, exist_ok=True)
+    kafka("reset")
+    kafka("start")
+    bootstrap = f"127.0.0.1:{BROKER_PORT}"
+    await ensure_topics(bootstrap, ALL_TOPICS)
+    try:
+        yield bootstrap
+    finally:
+        kafka("stop")
+
+
+@pytest.fixture(scope="module")
+async def intake(own_broker: str, pg_admin_dsn: str) -> AsyncIterator[IntakeProcess]:
+    dsn = await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_intake_api")
+    process = IntakeProcess(own_broker, dsn)
+    process.start()
+    try:
+        await process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+async def tokens(intake: IntakeProcess) -> dict[str, str]:
+    issued = {name: await issue_portal_token(intake.dsn, name) for name in ("portal-a", "portal-b", "portal-lists")}
+    issued["limited"] = await issue_portal_token(intake.dsn, "portal-limited")
+    issued["scoped"] = await issue_portal_token(intake.dsn, "portal-scoped")
+    conn = await asyncpg.connect(intake.dsn)
+    try:
+        await conn.execute("UPDATE portals SET rate_per_second = 0.5, rate_burst = 2 WHERE portal_id = 'portal-limited'")
+        await conn.execute("UPDATE portals SET ags_prefixes = '{16051}' WHERE portal_id = 'portal-scoped'")
+    finally:
+        await conn.close()
+    return issued
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=BASE_URL, timeout=30) as client:
+        yield client
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def marked(**project: Any) -> tuple[dict[str, Any], str]:
+    """A fresh application with a title no other test uses, so it can be found on the topic."""
+    title = f"Testvorhaben {uuid.uuid4().hex[:12]}"
+    return sample_application(title=title, **project), title
+
+
+async def records(bootstrap: str, topic: Topic, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool]) -> list[Any]:
+    """Raw records from the beginning (keys, headers and undecodable values included)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic.name, p) for p in consumer.partitions_for_topic(topic.name) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not until(seen):
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                seen.extend(batch)
+        return seen
+    finally:
+        await consumer.stop()
+
+
+def received_with_title(title: str) -> Callable[[Envelope], bool]:
+    def match(envelope: Envelope) -> bool:
+        return envelope.is_a(ApplicationReceived) and envelope.data["application"]["project"]["title"] == title
+
+    return match
+
+
+async def publish(bootstrap: str, topic: Topic, key: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic.name, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+# --- submitting over HTTP -------------------------------------------------------------------------
+
+
+async def test_valid_submission_is_received_with_the_exact_payload(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    body, title = marked()
+    response = await http.post("/v1/applications", json=body, headers=auth(tokens["portal-a"]))
+    assert response.status_code == 202, response.text
+    receipt = response.json()
+    app_id = receipt["application_id"]
+    assert receipt["status"] == "received"
+    assert receipt["status_url"] == f"{BASE_URL}/v1/applications/{app_id}" == response.headers["location"]
+    assert receipt["category_open"] is True and receipt["category_notice"] is None
+
+    seen = await records(intake.bootstrap, APPLICATIONS, lambda rs: any(r.key == app_id.encode() for r in rs))
+    mine = [r for r in seen if r.key == app_id.encode()]
+    assert len(mine) == 1
+    envelope = Envelope.from_bytes(mine[0].value)
+    assert (envelope.type, envelope.subject, envelope.source) == (ApplicationReceived.wire_type(), app_id, "/egov/intake")
+    assert envelope.actor == "portal:portal-a"
+    assert dict(mine[0].headers)["ce_id"] == envelope.id.encode()
+    event = envelope.payload(ApplicationReceived)
+    assert event.application == FundingApplication.model_validate(body)
+    assert envelope.data["application"] == {**body, "early_start": None}
+    assert (event.portal_id, event.category_open, event.submission_id) == ("portal-a", True, None)
+    assert event.received_at.isoformat() == receipt["received_at"] == envelope.time.isoformat()
+
+    status = (await http.get(f"/v1/applications/{app_id}", headers=auth(tokens["portal-a"]))).json()
+    assert status["status"] == "received"
+    assert status["requested_amount_cents"] == body["project"]["requested_amount_cents"]
+    assert status["fiscal_years"] == [2027]
+
+
+async def test_a_paused_category_is_named_in_the_receipt_and_the_event(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    body, title = marked(category="e_akte")
+    response = await http.post("/v1/applications", json=body, headers=auth(tokens["portal-a"]))
+    assert response.status_code == 202, response.text
+    assert response.json()["category_open"] is False
+    assert "paused" in response.json()["category_notice"]
+    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: any(map(received_with_title(title), es)))
+    [event] = [e.payload(ApplicationReceived) for e in seen if received_with_title(title)(e)]
+    assert event.category_open is False
+
+
+async def test_an_invalid_submission_gets_every_error_at_once(tokens: dict[str, str], http: httpx.AsyncClient) -> None:
+    body = sample_application(ags="15051000", category="no_such_thing", start_date="2027-12-01", end_date="2027-01-01")
+    body["project"]["requested_amount_cents"] = body["project"]["eligible_cost_cents"] + 1
+    body["project"]["funding"][0]["amount_cents"] = body["project"]["requested_amount_cents"]
+    del body["contact"]
+    body["declarations"]["no_double_funding"] = False
+    body["attachments"][0]["digest"] = "md5:abc"
+    response = await http.post("/v1/applications", json=body, headers=auth(tokens["portal-a"]))
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "application.invalid" and problem["status"] == 422
+    found = {(e["code"], e["pointer"]) for e in problem["errors"]}
+    assert {
+        ("applicant.outside_state", "/applicant/ags"),
+        ("field.required", "/contact"),
+        ("category.unknown", "/project/category"),
+        ("dates.end_before_start", "/project/end_date"),
+        ("amount.requested_exceeds_eligible", "/project/requested_amount_cents"),
+        ("declarations.not_confirmed", "/declarations/no_double_funding"),
+        ("field.invalid_format", "/attachments/0/digest"),
+    } <= found, found
+
+
+async def test_fifty_concurrent_submits_with_one_key_make_one_application(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    body, title = marked()
+    headers = {**auth(tokens["portal-a"]), "Idempotency-Key": str(uuid.uuid4())}
+    responses = await asyncio.gather(*(http.post("/v1/applications", json=body, headers=headers) for _ in range(50)))
+    assert {r.status_code for r in responses} == {202}, [r.text for r in responses if r.status_code != 202][:3]
+    answers = {r.content for r in responses}
+    assert len(answers) == 1, "every duplicate gets the original answer"
+    app_id = responses[0].json()["application_id"]
+
+    again = await http.post("/v1/applications", json=body, headers=headers)
+    assert (again.status_code, again.content) == (202, responses[0].content)
+    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: any(map(received_with_title(title), es)))
+    await asyncio.sleep(1)  # a second event, if any, would have landed by now
+    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: False, timeout=2)
+    mine = [e for e in seen if received_with_title(title)(e)]
+    assert [e.subject for e in mine] == [app_id]
+
+
+async def test_the_same_key_with_another_body_is_a_conflict(tokens: dict[str, str], http: httpx.AsyncClient) -> None:
+    headers = {**auth(tokens["portal-a"]), "Idempotency-Key": str(uuid.uuid4())}
+    first = await http.post("/v1/applications", json=marked()[0], headers=headers)
+    assert first.status_code == 202, first.text
+    other = await http.post("/v1/applications", json=marked()[0], headers=headers)
+    assert other.status_code == 409
+    assert other.json()["code"] == "idempotency.key_reused"
+    # The key of another portal is another key.
+    elsewhere = await http.post("/v1/applications", json=marked()[0], headers={**headers, **auth(tokens["portal-b"])})
+    assert elsewhere.status_code == 202
+
+
+# --- listing, reading, withdrawing ----------------------------------------------------------------
+
+
+async def test_the_list_filters_and_pages_with_a_cursor(tokens: dict[str, str], http: httpx.AsyncClient) -> None:
+    headers = auth(tokens["portal-lists"])
+    shapes = [
+        ("dms_eservices", 2027),
+        ("e_akte", 2027),
+        ("dms_eservices", 2028),
+        ("schulungen", 2028),
+        ("dms_eservices", 2027),
+    ]
+    ids = []
+    for category, year in shapes:
+        body = sample_application(category=category)
+        body["project"]["funding"] = [{"fiscal_year": year, "amount_cents": body["project"]["requested_amount_cents"]}]
+        response = await http.post("/v1/applications", json=body, headers=headers)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["application_id"])
+
+    pages, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get("/v1/applications", params=params, headers=headers)).json()
+        pages.append([item["application_id"] for item in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+
+    async def listed(**params: Any) -> list[str]:
+        response = await http.get("/v1/applications", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        return [item["application_id"] for item in response.json()["items"]]
+
+    assert await listed(category="dms_eservices") == [ids[0], ids[2], ids[4]]
+    assert await listed(fiscal_year=2028) == [ids[2], ids[3]]
+    assert await listed(category="dms_eservices", fiscal_year=2027) == [ids[0], ids[4]]
+    withdrawn = await http.post(f"/v1/applications/{ids[1]}/withdrawal", headers=headers)
+    assert withdrawn.status_code == 202, withdrawn.text
+    assert await listed(status="withdrawn") == [ids[1]]
+    assert await listed(status="received") == [ids[0], *ids[2:]]
+
+    bad_cursor = await http.get("/v1/applications", params={"cursor": "bm90IGEgY3Vyc29y"}, headers=headers)
+    assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (400, "request.invalid_cursor")
+    for params in ({"status": "sleeping"}, {"limit": 0}, {"limit": 1000}, {"fiscal_year": "soon"}):
+        response = await http.get("/v1/applications", params=params, headers=headers)
+        assert response.status_code == 422, params
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_withdrawal_is_published_once_and_refused_once_decided(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    headers = auth(tokens["portal-a"])
+    app_id = (await http.post("/v1/applications", json=marked()[0], headers=headers)).json()["application_id"]
+    withdrawals = await asyncio.gather(
+        *(
+            http.post(f"/v1/applications/{app_id}/withdrawal", json={"reason": "Projekt verschoben"}, headers=headers)
+            for _ in range(5)
+        )
+    )
+    codes = sorted(r.status_code for r in withdrawals)
+    assert codes == [202, 409, 409, 409, 409], [r.text for r in withdrawals]
+    assert all(r.json()["code"].startswith("application.") for r in withdrawals if r.status_code == 409)
+    assert (await http.get(f"/v1/applications/{app_id}", headers=headers)).json()["status"] == "withdrawn"
+    again = await http.post(f"/v1/applications/{app_id}/withdrawal", headers=headers)
+    assert (again.status_code, again.json()["code"]) == (409, "application.already_withdrawn")
+
+    def withdrawn(es: list[Envelope]) -> list[Envelope]:
+        return [e for e in es if e.subject == app_id and e.is_a(ApplicationWithdrawn)]
+
+    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: bool(withdrawn(es)))
+    [event] = [e.payload(ApplicationWithdrawn) for e in withdrawn(seen)]
+    assert (event.portal_id, event.reason) == ("portal-a", "Projekt verschoben")
+
+    decided_id = (await http.post("/v1/applications", json=marked()[0], headers=headers)).json()["application_id"]
+    now = datetime.now(UTC)
+    decision = ApplicationDecided(
+        application_id=decided_id,
+        decision=Decision.APPROVED,
+        amount_cents=9_600_000,
+        funding=[{"fiscal_year": 2027, "amount_cents": 9_600_000}],  # type: ignore[list-item]
+        reasons=[],
+        received_at=now,
+        decided_at=now,
+    )
+    envelope = Envelope.wrap(decision, source="/egov/budget", subject=decided_id)
+    await publish(intake.bootstrap, DECISIONS, decided_id, envelope.to_bytes())
+    for _ in range(100):
+        status = (await http.get(f"/v1/applications/{decided_id}", headers=headers)).json()
+        if status["status"] == "approved":
+            break
+        await asyncio.sleep(0.1)
+    assert status["status"] == "approved", status
+    assert [t["type"] for t in status["timeline"]] == ["application.received.v1", "application.decided.v1"]
+    refused = await http.post(f"/v1/applications/{decided_id}/withdrawal", headers=headers)
+    assert (refused.status_code, refused.json()["code"]) == (409, "application.already_decided")
+
+    invalid = await http.post(f"/v1/applications/{app_id}/withdrawal", json={"reason": ""}, headers=headers)
+    assert invalid.status_code == 422
+    wrong_type = await http.post(
+        f"/v1/applications/{app_id}/withdrawal", content=b"reason", headers={**headers, "Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 415
+
+
+async def test_a_portal_cannot_read_list_or_withdraw_another_portals_applications(
+    tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    mine = await http.post("/v1/applications", json=marked()[0], headers=auth(tokens["portal-b"]))
+    app_id = mine.json()["application_id"]
+    intruder = auth(tokens["portal-a"])
+
+    read = await http.get(f"/v1/applications/{app_id}", headers=intruder)
+    missing = await http.get("/v1/applications/TH-EGOV-2027-999999", headers=intruder)
+    assert read.status_code == missing.status_code == 404
+    assert {k: v for k, v in read.json().items() if k != "instance"} == {
+        k: v for k, v in missing.json().items() if k != "instance"
+    }, "another portal's application looks exactly like a missing one"
+
+    listed, cursor = [], None
+    while True:
+        page = (await http.get("/v1/applications", params={"limit": 200, **({"cursor": cursor} if cursor else {})}, headers=intruder)).json()
+        listed += [item["application_id"] for item in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert listed and app_id not in listed
+
+    withdrawal = await http.post(f"/v1/applications/{app_id}/withdrawal", headers=intruder)
+    assert (withdrawal.status_code, withdrawal.json()["code"]) == (404, "application.not_found")
+    own = (await http.get(f"/v1/applications/{app_id}", headers=auth(tokens["portal-b"]))).json()
+    assert own["status"] == "received", "the intruder's withdrawal changed nothing"
+
+
+# --- quotas, limits, credentials and bad input ----------------------------------------------------
+
+
+async def test_an_applicant_has_at_most_the_quota_of_open_applications_per_fiscal_year(
+    tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    headers = auth(tokens["portal-a"])
+    ags = f"16{uuid.uuid4().int % 10**6:06d}"
+    answers = await asyncio.gather(
+        *(http.post("/v1/applications", json=sample_application(ags=ags), headers=headers) for _ in range(QUOTA + 3))
+    )
+    accepted = [r.json()["application_id"] for r in answers if r.status_code == 202]
+    refused = [r.json() for r in answers if r.status_code != 202]
+    assert len(accepted) == QUOTA, [r.text for r in answers]
+    assert {(p["status"], p["code"]) for p in refused} == {(409, "applicant.open_applications_limit")}
+    assert refused[0]["errors"][0]["pointer"] == "/project/funding"
+
+    next_year = sample_application(ags=ags)
+    next_year["project"]["funding"] = [{"fiscal_year": 2028, "amount_cents": 9_600_000}]
+    assert (await http.post("/v1/applications", json=next_year, headers=headers)).status_code == 202
+
+    assert (await http.post(f"/v1/applications/{accepted[0]}/withdrawal", headers=headers)).status_code == 202
+    retry = await http.post("/v1/applications", json=sample_application(ags=ags), headers=headers)
+    assert retry.status_code == 202, "a withdrawn application no longer counts"
+
+
+async def test_a_portal_over_its_rate_limit_is_told_when_to_come_back(
+    tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    answers = [await http.get("/v1/applications", headers=auth(tokens["limited"])) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert answers[2].json()["code"] == "request.rate_limited"
+    assert int(answers[2].headers["retry-after"]) >= 1
+    assert (await http.get("/v1/applications", headers=auth(tokens["portal-a"]))).status_code == 200, "per portal"
+
+
+async def test_credentials_are_required_and_checked(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    for headers in ({}, {"Authorization": "Basic cG9ydGFsOnB3"}, {"Authorization": "Bearer "}, auth("egp_unknown")):
+        response = await http.get("/v1/applications", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["code"] in ("auth.required", "auth.invalid_token")
+        assert "www-authenticate" in response.headers
+
+    scoped = auth(tokens["scoped"])
+    outside = await http.post("/v1/applications", json=sample_application(ags="16066012"), headers=scoped)
+    assert (outside.status_code, outside.json()["code"]) == (403, "auth.applicant_not_permitted")
+    inside = await http.post("/v1/applications", json=sample_application(ags="16051999"), headers=scoped)
+    assert inside.status_code == 202, inside.text
+
+    token = await issue_portal_token(intake.dsn, "portal-revoked")
+    assert (await http.get("/v1/applications", headers=auth(token))).status_code == 200
+    conn = await asyncpg.connect(intake.dsn)
+    try:
+        await conn.execute("UPDATE portals SET revoked_at = now() WHERE portal_id = 'portal-revoked'")
+    finally:
+        await conn.close()
+    await asyncio.sleep(0.5)  # the credential cache of this instance: INTAKE_PORTAL_CACHE_SECONDS=0.3
+    revoked = await http.get("/v1/applications", headers=auth(token))
+    assert (revoked.status_code, revoked.json()["code"]) == (401, "auth.invalid_token")
+
+
+GARBAGE_BODIES = [
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b'"text"',
+    b"\xff\xfe\x00garbage",
+    b"[" * 100_000,
+    b'{"applicant": ' * 5_000,
+    b"1" * 50_000,
+    b'{"project": {"requested_amount_cents": 1e400}}',
+    b'{"project": {"requested_amount_cents": 12.5, "funding": "all"}, "partners": {}}',
+    b'{"applicant": {"ags": null}, "declarations": [true]}',
+]
+
+
+async def test_nothing_a_client_sends_causes_a_server_error(tokens: dict[str, str], http: httpx.AsyncClient) -> None:
+    headers = {**auth(tokens["portal-a"]), "Content-Type": "application/json"}
+    for body in GARBAGE_BODIES:
+        response = await http.post("/v1/applications", content=body, headers=headers)
+        assert response.status_code == 422, (body[:40], response.text)
+        assert response.json()["errors"], body[:40]
+
+    too_large = b'{"x": "' + b"a" * 300_000 + b'"}'
+    declared = await http.post("/v1/applications", content=too_large, headers=headers)
+    assert (declared.status_code, declared.json()["code"]) == (413, "request.too_large")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b" " * 10_000
+
+    streamed = await http.post("/v1/applications", content=chunks(), headers=headers)
+    assert streamed.status_code == 413, "a chunked body is counted as it arrives"
+    text = await http.post("/v1/applications", content=b"<xml/>", headers={**headers, "Content-Type": "text/xml"})
+    assert (text.status_code, text.json()["code"]) == (415, "request.unsupported_media_type")
+
+    odd_requests = [
+        http.get("/v1/applications/%00%ff", headers=headers),
+        http.get("/v1/applications/" + "x" * 5000, headers=headers),
+        http.delete("/v1/applications", headers=headers),
+        http.get("/v2/nothing", headers=headers),
+        http.post("/v1/applications", content=b"{}", headers={**headers, "Idempotency-Key": "k" * 201}),
+        http.get("/v1/applications", params={"cursor": "\u00ff" * 10}, headers=headers),
+        http.get("/v1/applications", params={"category": "DROP TABLE"}, headers=headers),
+    ]
+    for response in await asyncio.gather(*odd_requests):
+        assert 400 <= response.status_code < 500, (response.request.url, response.status_code)
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+# --- the Kafka ingress ----------------------------------------------------------------------------
+
+
+def submission(submission_id: str, application: dict[str, Any], portal_id: str = "portal-a") -> bytes:
+    command = SubmitApplication(portal_id=portal_id, submission_id=submission_id, application=application)
+    return Envelope.wrap(command, source="/portals/portal-a", subject=submission_id, actor=portal_id).to_bytes()
+
+
+def about(submission_id: str, event: type[ApplicationReceived] | type[ApplicationRejected]) -> Callable[[Envelope], bool]:
+    return lambda e: e.is_a(event) and e.data.get("submission_id") == submission_id
+
+
+async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_where_they_should(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    valid, dup, invalid, stranger, after = (f"sub-{uuid.uuid4().hex[:8]}" for _ in range(5))
+    application = sample_application()
+    broken = sample_application(ags="99999999", requested_amount_cents=10**9)
+    del broken["declarations"]
+    garbage = b"\x00\xff this is not an event"
+    not_a_command = b'{"specversion": "1.0", "id": "x", "source": "/p", "type": "de.thueringen.egov.application.submit.v1",' \
+        b' "subject": "s", "time": "2027-01-01T00:00:00Z", "correlationid": "s", "data": {"portal_id": "portal-a"}}'
+
+    await publish(intake.bootstrap, SUBMISSIONS, valid, submission(valid, application))
+    await publish(intake.bootstrap, SUBMISSIONS, valid, submission(valid, application))  # published twice
+    await publish(intake.bootstrap, SUBMISSIONS, valid, submission(valid, sample_application()))  # id reused
+    await publish(intake.bootstrap, SUBMISSIONS, invalid, submission(invalid, broken))
+    await publish(intake.bootstrap, SUBMISSIONS, stranger, submission(stranger, sample_application(), "portal-x"))
+    await publish(intake.bootstrap, SUBMISSIONS, after, garbage)
+    await publish(intake.bootstrap, SUBMISSIONS, after, not_a_command)
+    await publish(intake.bootstrap, SUBMISSIONS, after, submission(after, sample_application()))
+
+    expected = [about(valid, ApplicationRejected), about(invalid, ApplicationRejected), about(stranger, ApplicationRejected), about(after, ApplicationReceived)]
+    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: all(any(map(m, es)) for m in expected))
+
+    [received] = [e for e in seen if about(valid, ApplicationReceived)(e)]
+    event = received.payload(ApplicationReceived)
+    assert event.application == FundingApplication.model_validate(application)
+    assert (event.portal_id, event.submission_id) == ("portal-a", valid)
+    assert received.causationid is not None
+    [reused] = [e.payload(ApplicationRejected) for e in seen if about(valid, ApplicationRejected)(e)]
+    assert [p.code for p in reused.errors] == ["submission.id_reused"]
+    [rejected] = [e.payload(ApplicationRejected) for e in seen if about(invalid, ApplicationRejected)(e)]
+    codes = {(p.code, p.pointer) for p in rejected.errors}
+    assert {
+        ("field.required", "/declarations"),
+        ("applicant.outside_state", "/applicant/ags"),
+        ("amount.requested_exceeds_eligible", "/project/requested_amount_cents"),
+    } <= codes, codes
+    [unknown] = [e.payload(ApplicationRejected) for e in seen if about(stranger, ApplicationRejected)(e)]
+    assert [p.code for p in unknown.errors] == ["portal.unknown"]
+    assert len([e for e in seen if about(after, ApplicationReceived)(e)]) == 1, "the stream kept flowing"
+
+    dead = await records(intake.bootstrap, dead_letters("intake"), lambda rs: len(rs) >= 2)
+    reasons = {r.value: dict(r.headers) for r in dead}
+    assert reasons[garbage][b"dlq_reason" if False else "dlq_reason"] == b"undecodable"
+    assert reasons[garbage]["dlq_origin"].startswith(f"{SUBMISSIONS.name}/".encode())
+    assert reasons[not_a_command]["dlq_reason"] == b"invalid_payload"
+
+    for _ in range(50):
+        status = await http.get(f"/v1/applications/{event.application_id}", headers=auth(tokens["portal-a"]))
+        if status.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status.json()["status"] == "received", "the portal sees a Kafka-path application over HTTP too"
+
+
+# --- the broker away and back (last: it stops the module's broker) ------------------------------------
+
+
+async def test_broker_stopped_gives_503_and_accepts_nothing_broker_back_accepts_again(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    headers = auth(tokens["portal-b"])
+    pending = (await http.post("/v1/applications", json=marked()[0], headers=headers)).json()["application_id"]
+    kafka("stop")
+    try:
+        lost, lost_title = marked()
+        keyed, keyed_title = marked()
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        started = time.monotonic()
+        refused = await http.post("/v1/applications", json=lost, headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert time.monotonic() - started < PUBLISH_TIMEOUT_MS / 1000 + 1.5
+        assert refused.json()["code"] == "broker.unavailable"
+        assert int(refused.headers["retry-after"]) > 0
+        assert (await http.post("/v1/applications", json=keyed, headers={**headers, **key})).status_code == 503
+        withdrawal = await http.post(f"/v1/applications/{pending}/withdrawal", headers=headers)
+        assert withdrawal.status_code == 503
+        assert (await http.get("/ready")).status_code == 503
+        listed = (await http.get("/v1/applications", params={"limit": 200}, headers=headers)).json()["items"]
+        assert {i["application_id"]: i["status"] for i in listed}[pending] == "received"
+    finally:
+        kafka("start")
+
+    deadline = time.monotonic() + 60
+    while (back := await http.post("/v1/applications", json=marked()[0], headers=headers)).status_code == 503:
+        assert time.monotonic() < deadline, "submissions did not succeed after the broker came back"
+        await asyncio.sleep(0.5)
+    assert back.status_code == 202, back.text
+    retried = await http.post("/v1/applications", json=keyed, headers={**headers, **key})
+    assert retried.status_code == 202, "the same key after a 503 finishes the original submission"
+    assert (await http.post(f"/v1/applications/{pending}/withdrawal", headers=headers)).status_code == 202
+
+    back_id, retried_id = back.json()["application_id"], retried.json()["application_id"]
+    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: {back_id, retried_id} <= {e.subject for e in es})
+    await asyncio.sleep(2)  # anything the producer still held would have been delivered by now
+    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: False, timeout=2)
+    assert not [e for e in seen if received_with_title(lost_title)(e)], "a 503 left nothing behind"
+    assert {e.id for e in seen if received_with_title(keyed_title)(e)} == {
+        next(e.id for e in seen if e.subject == retried_id)
+    }, "the retried key published one event, with its original id"
