@@ -25,7 +25,8 @@ trap 'kafka stop' EXIT
 cd "$REPO_DIR"
 if [ "${1:-}" = "bench" ]; then
   shift
-  .venv/bin/pytest tests/perf -o python_files="bench_*.py" -p no:cacheprovider -s -q "$@"
+  [ $# -gt 0 ] || set -- tests/perf
+  .venv/bin/pytest -o python_files="bench_*.py" -p no:cacheprovider -s -q "$@"
 else
   .venv/bin/pytest -p no:cacheprovider "$@"
 fi

@@ -28,7 +28,13 @@ def make_producer(bootstrap: str, client_id: str, *, delivery_timeout_ms: int = 
 
 
 def make_consumer(
-    bootstrap: str, group_id: str, topics: list[Topic], client_id: str, *, session_timeout_ms: int = 15_000
+    bootstrap: str,
+    group_id: str,
+    topics: list[Topic],
+    client_id: str,
+    *,
+    session_timeout_ms: int = 15_000,
+    offset_reset: str = "earliest",
 ) -> AIOKafkaConsumer:
     """Offsets are committed by the caller, only after the work they cover is durable."""
     return AIOKafkaConsumer(
@@ -37,7 +43,7 @@ def make_consumer(
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset=offset_reset,
         max_poll_records=500,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=min(3_000, session_timeout_ms // 3),

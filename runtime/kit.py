@@ -84,6 +84,7 @@ class ServiceKit:
                 topics,
                 self.client_id(name),
                 session_timeout_ms=self.settings.kafka_session_timeout_ms,
+                offset_reset=self.settings.kafka_offset_reset,
             ),
             pool=pool,
             routes=routes,

@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     instance_id: str = Field(default_factory=default_instance_id)
     # Lets a second deployment (or a test) share a broker without sharing consumer groups.
     consumer_group_prefix: str = ""
+    # Where a new consumer group starts: "earliest" for services (nothing is skipped), "latest" for
+    # throwaway groups such as benchmarks that must not replay history.
+    kafka_offset_reset: Literal["earliest", "latest"] = "earliest"
     # How soon the group notices a consumer that died without leaving (a SIGKILL, a lost host).
     kafka_session_timeout_ms: int = Field(default=15_000, ge=6_000, le=300_000)
     # Upper bound for a graceful stop: in-flight work finishes, offsets commit, then exit.

@@ -1,0 +1,101 @@
+"""The effectively-once consumer against the real broker and database: batches, duplicates,
+poison messages and garbage, with the stream still flowing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from runtime.consumer import TransactionalConsumer
+from runtime.db import migrate
+from runtime.kafka import ensure_topics, make_consumer, make_producer
+from runtime.outbox import Outgoing
+from schemas.envelope import Envelope
+from schemas.events import ApplicationWithdrawn
+from schemas.topics import Topic
+from tests.support import TEST_SLOT, fresh_database
+
+pytestmark = pytest.mark.integration
+
+
+def withdrawal(n: int) -> Envelope:
+    event = ApplicationWithdrawn(application_id=f"TH-EGOV-2027-{n:06d}", portal_id="p")
+    return Envelope.wrap(event, source="/test", subject=event.application_id)
+
+
+async def test_batches_deduplicate_isolate_poison_and_dead_letter_garbage(
+    kafka_bootstrap: str, pg_admin_dsn: str
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    source = Topic(f"egov.test-{run}.v1", "application_id", (ApplicationWithdrawn,), "test")
+    dead = Topic(f"egov.test-{run}.deadletter.v1", "original key", (), "test", partitions=1)
+    await ensure_topics(kafka_bootstrap, (source, dead))
+    pool = await asyncpg.create_pool(await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_runtime"))
+    await migrate(pool)
+    await pool.execute("CREATE TABLE seen (event_id text, application_id text)")
+    poison = withdrawal(13)
+
+    async def handler(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+        if envelope.id == poison.id:
+            raise RuntimeError("this one always fails")
+        await conn.execute("INSERT INTO seen VALUES ($1, $2)", envelope.id, envelope.subject)
+        return ()
+
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    good = [withdrawal(n) for n in range(1, 41) if n != 13]
+    for envelope in [*good[:20], poison, *good[:5], *good[20:]]:  # five redeliveries in the middle
+        await producer.send_and_wait(source.name, envelope.to_bytes(), key=envelope.subject.encode())
+    await producer.send_and_wait(source.name, b"\x00 not json", key=b"k")
+    await producer.send_and_wait(source.name, withdrawal(99).to_bytes(), key=b"k")
+    consumer = TransactionalConsumer(
+        name=f"test-{run}",
+        consumer=make_consumer(kafka_bootstrap, f"test-{run}", [source], "test"),
+        pool=pool,
+        routes={ApplicationWithdrawn.wire_type(): handler},
+        dead_letter_producer=producer,
+        dead_letter_topic=dead,
+        batch_size=16,
+    )
+    await consumer.start()
+    try:
+        for _ in range(200):
+            if await pool.fetchval("SELECT count(*) FROM seen") >= len(good) + 1:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    rows = await pool.fetch("SELECT event_id FROM seen")
+    await pool.close()
+    ids = [r[0] for r in rows]
+    assert len(ids) == len(set(ids)) == len(good) + 1, "every good event exactly once, after the garbage too"
+    dead_letters = await read_raw(kafka_bootstrap, dead.name, 2)
+    reasons = sorted(dict(h)["dlq_reason"].decode() for _, h in dead_letters)
+    assert reasons == ["handler_error", "undecodable"]
+    origins = [dict(h)["dlq_origin"].decode() for _, h in dead_letters]
+    assert all(o.startswith(source.name + "/") for o in origins)
+
+
+async def read_raw(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        found: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+        for _ in range(50):
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found.extend((r.value, list(r.headers)) for r in records)
+            if len(found) >= count:
+                break
+        return found
+    finally:
+        await consumer.stop()
