@@ -45,6 +45,9 @@ class ApplicationReceived(Event):
     received_at: AwareDatetime = Field(description="Receipt time; first come, first served builds on it")
     category_open: bool = Field(description="Whether the category could be approved at receipt")
     application: FundingApplication
+    submission_id: str | None = Field(
+        default=None, description="The portal's submission id, when the application came from the submissions topic"
+    )
 
 
 class ApplicationRejected(Event):
@@ -100,6 +103,20 @@ class DocumentsRequested(Event):
     requested_by: str = Field(description="The caseworker's principal id")
     documents: list[str] = Field(min_length=1, description="Attachment kinds still missing")
     message_de: str = Field(description="What the municipality is asked to provide, in German")
+
+
+class ReviewProposed(Event):
+    """A caseworker's decision on a case above the four-eyes threshold. It is only a proposal:
+    it takes effect (as ``application.reviewed``) once a second, different caseworker confirms."""
+
+    event_type = "application.review_proposed.v1"
+    application_id: ApplicationId
+    proposed_by: str = Field(description="The proposing caseworker's principal id")
+    outcome: ReviewOutcome = Field(description="eligible or ineligible")
+    justification: str = Field(description="The caseworker's written justification")
+    early_start_permitted: bool | None = Field(default=None, description="The early-start decision, if requested")
+    rules_version: str
+    amount_cents: Cents
 
 
 # --- budget -----------------------------------------------------------------
@@ -224,3 +241,7 @@ class NotificationFailed(Event):
     channel: NoticeChannel
     attempts: int = Field(ge=1)
     last_error: str
+    will_retry: bool = Field(
+        default=False, description="True: one attempt failed and another is scheduled; False: notify gave up"
+    )
+    next_attempt_at: AwareDatetime | None = Field(default=None, description="When the next attempt is due, if any")

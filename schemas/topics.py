@@ -48,7 +48,7 @@ APPLICATIONS = Topic(
 REVIEWS = Topic(
     name="egov.reviews.v1",
     key="application_id",
-    event_types=(ev.ApplicationReviewed, ev.DocumentsRequested),
+    event_types=(ev.ApplicationReviewed, ev.DocumentsRequested, ev.ReviewProposed),
     writer="review",
     description="Eligibility review results with the rules version and every finding.",
 )

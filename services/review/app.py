@@ -1,30 +1,45 @@
-"""Review's composition root."""
+"""Review's composition root.
+
+The active rules version is the file ``REVIEW_RULES_FILE`` names (default: egov-2024-v1). A new
+version is loaded by pointing the setting at its file and restarting (rolling) the service: from
+then on every review records the new version; reviews made before keep the version they recorded,
+and so do the caseworker decisions on cases whose automatic review ran under it. A file whose
+``valid_from`` lies in the future is refused at start-up: it is not in force yet.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from runtime.kit import ServiceKit
-from runtime.problems import install_problem_handlers
-from schemas.rules import load_rules
+from schemas.rules import Rules, RulesFileError, load_rules
 from schemas.topics import APPLICATIONS
+from services.review.api import build_api
 from services.review.handlers import routes
 from services.review.settings import ReviewSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+def active_rules(path: Path, today: date | None = None) -> Rules:
+    rules = load_rules(path)
+    today = today or datetime.now(UTC).date()
+    if rules.valid_from > today:
+        raise RulesFileError(f"rules file {path} ({rules.version}) is valid only from {rules.valid_from}")
+    return rules
 
 
 async def main() -> None:
     settings = ReviewSettings()
-    rules = load_rules(settings.rules_file)
+    rules = active_rules(settings.rules_file)
     kit = ServiceKit("review", settings)
+    log.info("rules loaded", extra={"rules_version": rules.version, "valid_from": rules.valid_from.isoformat()})
     pool = await kit.database(MIGRATIONS)
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
     kit.consume("automatic", [APPLICATIONS], routes(rules), pool=pool, producer=producer, relay=relay)
-    app = FastAPI(title="Thüringen E-Government funding: review", version="1.0.0")
-    install_problem_handlers(app)
-    kit.serve_http(app)
+    kit.serve_http(build_api(pool, relay))
     await kit.run()

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, utc_now
-from schemas.events import ApplicationReceived, ApplicationReviewed
+from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome, RuleFinding
 from schemas.rules import Rules
 from schemas.topics import REVIEWS
-from services.review import store
+from services.review import metrics, store
+from services.review.casework import EARLY_START_RULE, FOUR_EYES_RULE, needs_person_for
 from services.review.domain import ReviewCase, review
 
 SOURCE = "/egov/review"
 AUTOMATIC = "automatic"
 
 
-async def on_received(conn: asyncpg.Connection, envelope: Envelope, rules: Rules) -> Sequence[Outgoing]:
-    received = envelope.payload(ApplicationReceived)
-    if await store.already_reviewed(conn, received.application_id):
-        return ()
-    case = ReviewCase(received.application, received.received_at, await store.competing_applications(conn, received))
-    outcome, findings = review(case, rules)
-    reviewed_at = utc_now()
-    await store.record_review(conn, received, outcome, rules.version, findings, reviewed_at)
+def automatic_review(
+    envelope: Envelope, received: ApplicationReceived, rules: Rules, competing: tuple[str, ...], reviewed_at: datetime
+) -> tuple[ReviewOutcome, list[RuleFinding], Envelope]:
+    """Run every rule and wrap the result as the event that names the received one as its cause."""
+    outcome, findings = review(ReviewCase(received.application, received.received_at, competing), rules)
     project = received.application.project
     result = ApplicationReviewed(
         application_id=received.application_id,
@@ -40,10 +39,31 @@ async def on_received(conn: asyncpg.Connection, envelope: Envelope, rules: Rules
         received_at=received.received_at,
         ready_at=reviewed_at,
     )
-    envelope_out = Envelope.wrap(
+    wrapped = Envelope.wrap(
         result, source=SOURCE, subject=received.application_id, cause=envelope, actor=AUTOMATIC, time=reviewed_at
     )
-    return [Outgoing(REVIEWS, received.application_id, envelope_out)]
+    return outcome, findings, wrapped
+
+
+def case_flags(findings: list[RuleFinding]) -> dict[str, bool]:
+    """Why a person must look: the amount needs four eyes, or an early start needs its own decision."""
+    return {
+        "four_eyes": needs_person_for(findings, FOUR_EYES_RULE),
+        "early_start": needs_person_for(findings, EARLY_START_RULE),
+    }
+
+
+async def on_received(conn: asyncpg.Connection, envelope: Envelope, rules: Rules) -> Sequence[Outgoing]:
+    received = envelope.payload(ApplicationReceived)
+    competing = await store.competing_applications(conn, received)
+    reviewed_at = utc_now()
+    outcome, findings, result = automatic_review(envelope, received, rules, competing, reviewed_at)
+    if not await store.record_review(conn, received, outcome, rules.version, findings, reviewed_at):
+        return ()  # reviewed before, under another event id: one review result per application
+    if outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
+        await store.open_case(conn, received.application_id, **case_flags(findings), event_id=result.id, at=reviewed_at)
+    metrics.REVIEWS.labels(outcome.value, AUTOMATIC).inc()
+    return [Outgoing(REVIEWS, received.application_id, result)]
 
 
 def routes(rules: Rules) -> dict[str, Handler]:

@@ -1,13 +1,18 @@
-"""Review's SQL: the reviews table and the double-funding lookup."""
+"""Review's SQL: reviews, the caseworkers' cases and actions, caseworker credentials, replays."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
+from services.review.casework import Case, CaseStatus, Decision
+
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 async def already_reviewed(conn: asyncpg.Connection, application_id: str) -> bool:
@@ -28,19 +33,24 @@ async def competing_applications(conn: asyncpg.Connection, received: Application
     return tuple(r["application_id"] for r in rows)
 
 
-async def record_review(
-    conn: asyncpg.Connection,
+INSERT_REVIEW = (
+    "INSERT INTO reviews (application_id, applicant_ags, category, fiscal_years, amount_cents, outcome,"
+    " rules_version, findings, received_at, reviewed_at, received_event, open)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " ON CONFLICT (application_id) DO NOTHING RETURNING true"
+)
+
+
+def review_row(
     received: ApplicationReceived,
     outcome: ReviewOutcome,
     rules_version: str,
     findings: list[RuleFinding],
     reviewed_at: datetime,
-) -> None:
+) -> tuple[object, ...]:
+    """The parameters of ``INSERT_REVIEW`` (also usable with ``executemany`` for a batch)."""
     app = received.application
-    await conn.execute(
-        "INSERT INTO reviews (application_id, applicant_ags, category, fiscal_years, amount_cents, outcome,"
-        " rules_version, findings, received_at, reviewed_at, received_event, open)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    return (
         received.application_id,
         [app.applicant.ags, *(p.ags for p in app.partners)],
         app.project.category,
@@ -54,3 +64,216 @@ async def record_review(
         received.model_dump_json(),
         outcome is not ReviewOutcome.INELIGIBLE,
     )
+
+
+async def record_review(
+    conn: asyncpg.Connection,
+    received: ApplicationReceived,
+    outcome: ReviewOutcome,
+    rules_version: str,
+    findings: list[RuleFinding],
+    reviewed_at: datetime,
+) -> bool:
+    """False when the application was reviewed before: the primary key keeps one review result."""
+    return bool(
+        await conn.fetchval(INSERT_REVIEW, *review_row(received, outcome, rules_version, findings, reviewed_at))
+    )
+
+
+# --- the caseworker's cases ---------------------------------------------------
+
+
+OPEN_CASE = (
+    "INSERT INTO cases (application_id, status, four_eyes, early_start, last_event_id, updated_at)"
+    " VALUES ($1, 'open', $2, $3, $4, $5)"
+)
+
+
+async def open_case(
+    conn: asyncpg.Connection, application_id: str, *, four_eyes: bool, early_start: bool, event_id: str, at: datetime
+) -> None:
+    await conn.execute(OPEN_CASE, application_id, four_eyes, early_start, event_id, at)
+
+
+_CASE_COLUMNS = (
+    "c.application_id, c.status, c.four_eyes, c.early_start, c.proposal, c.proposed_by, c.decided_outcome,"
+    " c.decided_by, c.decided_at, c.last_event_id, r.received_at, r.reviewed_at, r.rules_version, r.findings,"
+    " r.outcome AS automatic_outcome, r.category, r.amount_cents, r.received_event"
+)
+
+
+async def case_row(conn: asyncpg.Connection, application_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
+    """The case with its automatic review; ``for_update`` holds it until the transaction ends."""
+    lock = " FOR UPDATE OF c" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {_CASE_COLUMNS} FROM cases c JOIN reviews r USING (application_id)"  # noqa: S608 - fixed text
+        f" WHERE c.application_id = $1{lock}",
+        application_id,
+    )
+
+
+def decision_from(raw: str | None) -> Decision | None:
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return Decision(ReviewOutcome(data["outcome"]), data["justification"], data["caseworker"], data["early_start"])
+
+
+def decision_json(decision: Decision) -> str:
+    return json.dumps(
+        {
+            "outcome": decision.outcome.value,
+            "justification": decision.justification,
+            "caseworker": decision.caseworker,
+            "early_start": decision.early_start_permitted,
+        }
+    )
+
+
+def case_of(row: asyncpg.Record) -> Case:
+    return Case(
+        application_id=row["application_id"],
+        status=CaseStatus(row["status"]),
+        four_eyes=row["four_eyes"],
+        early_start=row["early_start"],
+        proposal=decision_from(row["proposal"]) if row["status"] == CaseStatus.PROPOSED else None,
+    )
+
+
+async def queue(conn: Db, statuses: list[CaseStatus], limit: int) -> list[asyncpg.Record]:
+    """Cases in the given states, oldest receipt first (ties by application id)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT c.application_id, c.status, c.four_eyes, c.early_start, c.proposed_by, r.received_at,"
+        " r.reviewed_at, r.category, r.amount_cents, r.rules_version"
+        " FROM cases c JOIN reviews r USING (application_id)"
+        " WHERE c.status = ANY($1::text[]) ORDER BY r.received_at, c.application_id LIMIT $2",
+        [s.value for s in statuses],
+        limit,
+    )
+    return rows
+
+
+async def save_proposal(
+    conn: asyncpg.Connection, application_id: str, proposal: Decision, event_id: str, at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE cases SET status = 'proposed', proposal = $2, proposed_by = $3, last_event_id = $4, updated_at = $5"
+        " WHERE application_id = $1",
+        application_id,
+        decision_json(proposal),
+        proposal.caseworker,
+        event_id,
+        at,
+    )
+
+
+async def save_decision(
+    conn: asyncpg.Connection, application_id: str, outcome: ReviewOutcome, reviewer: str, event_id: str, at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE cases SET status = 'decided', decided_outcome = $2, decided_by = $3, decided_at = $5,"
+        " last_event_id = $4, updated_at = $5 WHERE application_id = $1",
+        application_id,
+        outcome.value,
+        reviewer,
+        event_id,
+        at,
+    )
+    # An ineligible application no longer counts as an open application for the same measure.
+    await conn.execute(
+        "UPDATE reviews SET open = $2 WHERE application_id = $1", application_id, outcome is ReviewOutcome.ELIGIBLE
+    )
+
+
+async def save_waiting(conn: asyncpg.Connection, application_id: str, event_id: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE cases SET status = 'waiting_documents', proposal = NULL, proposed_by = NULL, last_event_id = $2,"
+        " updated_at = $3 WHERE application_id = $1",
+        application_id,
+        event_id,
+        at,
+    )
+
+
+async def add_action(
+    conn: asyncpg.Connection,
+    application_id: str,
+    action: str,
+    caseworker: str,
+    detail: dict[str, Any],
+    event_id: str,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO case_actions (application_id, action, caseworker_id, detail, event_id, at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        application_id,
+        action,
+        caseworker,
+        json.dumps(detail),
+        event_id,
+        at,
+    )
+
+
+async def actions(conn: Db, application_id: str) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT action, caseworker_id, detail, event_id, at FROM case_actions WHERE application_id = $1 ORDER BY id",
+        application_id,
+    )
+    return rows
+
+
+# --- caseworker credentials -----------------------------------------------------
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def caseworker_for_token(db: Db, token: str) -> str | None:
+    found: str | None = await db.fetchval(
+        "SELECT caseworker_id FROM caseworkers WHERE token_sha256 = $1 AND revoked_at IS NULL", token_digest(token)
+    )
+    return found
+
+
+async def save_caseworker_token(db: Db, caseworker_id: str, token: str) -> None:
+    await db.execute(
+        "INSERT INTO caseworkers (caseworker_id, token_sha256) VALUES ($1, $2) ON CONFLICT (caseworker_id)"
+        " DO UPDATE SET token_sha256 = EXCLUDED.token_sha256, issued_at = now(), revoked_at = NULL",
+        caseworker_id,
+        token_digest(token),
+    )
+
+
+async def revoke_caseworker(db: Db, caseworker_id: str) -> bool:
+    result: str = await db.execute(
+        "UPDATE caseworkers SET revoked_at = now() WHERE caseworker_id = $1 AND revoked_at IS NULL", caseworker_id
+    )
+    return result.endswith(" 1")
+
+
+# --- "what if" replays ------------------------------------------------------------
+
+
+async def reviews_received_between(db: Db, start: datetime, end: datetime) -> list[asyncpg.Record]:
+    """Every reviewed application received in [start, end), in receipt order, with what was recorded."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT r.application_id, r.received_event, r.received_at, r.rules_version, r.outcome, r.findings,"
+        " c.decided_outcome FROM reviews r LEFT JOIN cases c USING (application_id)"
+        " WHERE r.received_at >= $1 AND r.received_at < $2 ORDER BY r.received_at, r.application_id",
+        start,
+        end,
+    )
+    return rows
+
+
+async def open_measures_before(db: Db, start: datetime) -> list[asyncpg.Record]:
+    """Applications received before the period that still count for the double-funding rule."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT application_id, applicant_ags, category, fiscal_years FROM reviews"
+        " WHERE open AND outcome <> 'ineligible' AND received_at < $1",
+        start,
+    )
+    return rows

@@ -1,0 +1,193 @@
+"""The caseworker queue over HTTP (caseworker role, bearer token per caseworker).
+
+List the cases that need a person (oldest receipt first), see one case with the automatic
+findings, decide eligible or ineligible with a written justification, confirm a colleague's
+proposal (four eyes), or ask the municipality for missing documents. Every action is an event
+naming the caseworker, staged in the same transaction as the case's new state.
+"""
+
+# No ``from __future__ import annotations``: FastAPI must see the route-local ``Caseworker`` dependency.
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import Depends, FastAPI, Header, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.outbox import OutboxRelay, Outgoing, stage
+from runtime.problems import Problem, install_problem_handlers
+from schemas.application import FundingApplication
+from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
+from services.review import metrics, queue, store
+from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, Refused
+
+ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
+DocumentKind = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
+
+
+class CaseSummary(BaseModel):
+    application_id: str
+    status: CaseStatus
+    received_at: datetime
+    reviewed_at: datetime
+    category: str
+    amount_cents: int
+    rules_version: str
+    four_eyes: bool = Field(description="Above the threshold: a second caseworker must confirm")
+    early_start_requested: bool
+    proposed_by: str | None = None
+
+
+class CaseQueue(BaseModel):
+    cases: list[CaseSummary]
+
+
+class ActionRecord(BaseModel):
+    action: str
+    caseworker: str
+    at: datetime
+    event_id: str
+    detail: dict[str, Any]
+
+
+class CaseView(CaseSummary):
+    automatic_outcome: ReviewOutcome
+    findings: list[RuleFinding] = Field(description="The automatic review's finding for every rule")
+    decided_outcome: ReviewOutcome | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    application: FundingApplication
+    history: list[ActionRecord]
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["eligible", "ineligible"]
+    justification: str = Field(min_length=10, max_length=4000, description="Written justification, in German")
+    early_start_permitted: bool | None = Field(
+        default=None, description="Required when the case has an early-start request; its own decision"
+    )
+
+
+class DocumentsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentKind] = Field(min_length=1, max_length=20, description="Attachment kinds still missing")
+    note: str | None = Field(default=None, max_length=2000, description="A note for the municipality, in German")
+
+
+class ActionResult(BaseModel):
+    application_id: str
+    status: CaseStatus
+    event_id: str
+
+
+def _summary(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "application_id": row["application_id"],
+        "status": row["status"],
+        "received_at": row["received_at"],
+        "reviewed_at": row["reviewed_at"],
+        "category": row["category"],
+        "amount_cents": row["amount_cents"],
+        "rules_version": row["rules_version"],
+        "four_eyes": row["four_eyes"],
+        "early_start_requested": row["early_start"],
+        "proposed_by": row["proposed_by"],
+    }
+
+
+def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
+    return CaseView(
+        **_summary(row),
+        automatic_outcome=row["automatic_outcome"],
+        findings=json.loads(row["findings"]),
+        decided_outcome=row["decided_outcome"],
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+        application=ApplicationReceived.model_validate_json(row["received_event"]).application,
+        history=[
+            ActionRecord(
+                action=a["action"],
+                caseworker=a["caseworker_id"],
+                at=a["at"],
+                event_id=a["event_id"],
+                detail=json.loads(a["detail"]),
+            )
+            for a in history
+        ],
+    )
+
+
+Command = Callable[[asyncpg.Connection], Awaitable[tuple[queue.Done, list[Outgoing]]]]
+
+
+def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
+    app = FastAPI(title="Thüringen E-Government funding: review and caseworker queue", version="1.0.0")
+    install_problem_handlers(app)
+
+    async def caseworker(authorization: Annotated[str | None, Header()] = None) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        principal = await store.caseworker_for_token(pool, token.strip()) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise Problem(
+                401,
+                "auth.required",
+                "A valid caseworker token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="egov-review"'},
+            )
+        return principal
+
+    Caseworker = Annotated[str, Depends(caseworker)]
+
+    async def run(command: Command) -> ActionResult:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                done, outgoing = await command(conn)
+                await stage(conn, outgoing)
+        except Refused as refused:
+            raise Problem(refused.status, refused.code, str(refused)) from refused
+        relay.wake()
+        metrics.CASEWORKER_ACTIONS.labels(done.action).inc()
+        if done.status is CaseStatus.DECIDED:
+            metrics.REVIEWS.labels(outgoing[0].envelope.data["outcome"], "caseworker").inc()
+        return ActionResult(application_id=done.application_id, status=done.status, event_id=done.event_id)
+
+    @app.get("/v1/cases", summary="Cases that need a person, oldest receipt first")
+    async def list_cases(
+        _: Caseworker,
+        status: Annotated[list[CaseStatus] | None, Query(description="Default: open and proposed")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> CaseQueue:
+        rows = await store.queue(pool, list(status or AWAITING_A_PERSON), limit)
+        return CaseQueue(cases=[CaseSummary(**_summary(r)) for r in rows])
+
+    @app.get("/v1/cases/{application_id}", summary="One case with its automatic findings and history")
+    async def show_case(application_id: ApplicationId, _: Caseworker) -> CaseView:
+        async with pool.acquire() as conn:
+            row = await store.case_row(conn, application_id)
+            if row is None:
+                raise Problem(404, "case.not_found", f"No case {application_id} in the caseworker queue")
+            return _view(row, await store.actions(conn, application_id))
+
+    @app.post(
+        "/v1/cases/{application_id}/decision", summary="Decide eligible or ineligible (a proposal above the threshold)"
+    )
+    async def decide(application_id: ApplicationId, body: DecisionRequest, actor: Caseworker) -> ActionResult:
+        decision = Decision(ReviewOutcome(body.outcome), body.justification, actor, body.early_start_permitted)
+        return await run(lambda conn: queue.decide(conn, application_id, decision))
+
+    @app.post("/v1/cases/{application_id}/confirmation", summary="Confirm a colleague's proposal (four eyes)")
+    async def confirm(application_id: ApplicationId, actor: Caseworker) -> ActionResult:
+        return await run(lambda conn: queue.confirm(conn, application_id, actor))
+
+    @app.post("/v1/cases/{application_id}/document-requests", summary="Ask for missing documents; the case waits")
+    async def request_documents(
+        application_id: ApplicationId, body: DocumentsRequest, actor: Caseworker
+    ) -> ActionResult:
+        return await run(lambda conn: queue.request_documents(conn, application_id, actor, body.documents, body.note))
+
+    return app
