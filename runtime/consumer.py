@@ -69,7 +69,8 @@ async def handle_batch(pool: asyncpg.Pool, consumer: str, items: Sequence[tuple[
                 [envelope.id for envelope, _ in items],
             )
         }
-        outcomes = []
+        outcomes: list[str] = []
+        outgoing: list[Outgoing] = []
         for envelope, handler in items:
             if envelope.id not in fresh:
                 outcomes.append("duplicate")
@@ -77,9 +78,10 @@ async def handle_batch(pool: asyncpg.Pool, consumer: str, items: Sequence[tuple[
             fresh.discard(envelope.id)  # a second copy in the same batch is a duplicate too
             started = time.perf_counter()
             with correlated(envelope.correlationid):
-                await stage(conn, await handler(conn, envelope))
+                outgoing.extend(await handler(conn, envelope))
             HANDLER_SECONDS.labels(envelope.type).observe(time.perf_counter() - started)
             outcomes.append("handled")
+        await stage(conn, outgoing)  # one round trip for the whole batch's events, in order
     return outcomes
 
 
