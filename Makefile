@@ -33,6 +33,7 @@ check: bootstrap
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy .
 	$(VENV)/python -m schemas.generate --check
+	$(VENV)/python -m schemas.compat
 
 format: bootstrap
 	$(VENV)/ruff format .

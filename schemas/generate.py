@@ -1,7 +1,10 @@
-"""Regenerate the committed JSON Schema files from the pydantic models.
+"""Regenerate the committed contract files from the code: a JSON Schema per event type and the
+AsyncAPI 3.0 document for every topic.
 
-python -m schemas.generate          # write schemas/json/*.json
-python -m schemas.generate --check  # exit 1 if the committed files drift
+python -m schemas.generate          # write schemas/json/*.json and schemas/asyncapi.json
+python -m schemas.generate --check  # exit 1 if the committed files drift from the code
+
+Backward compatibility with the released contract is checked by ``python -m schemas.compat``.
 """
 
 from __future__ import annotations
@@ -11,39 +14,56 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from schemas.asyncapi import document
 from schemas.envelope import Envelope
 from schemas.topics import EVENT_TYPES
 
-JSON_DIR = Path(__file__).parent / "json"
+SCHEMAS_DIR = Path(__file__).parent
+JSON_DIR = SCHEMAS_DIR / "json"
+ASYNCAPI_PATH = SCHEMAS_DIR / "asyncapi.json"
 
 
 def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def expected_files() -> dict[str, str]:
-    files = {"envelope.json": render(Envelope.model_json_schema())}
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """File name in schemas/json -> JSON Schema, straight from the pydantic models."""
+    schemas = {"envelope.json": Envelope.model_json_schema()}
     for wire_type, model in sorted(EVENT_TYPES.items()):
         schema = model.model_json_schema()
         schema["$id"] = f"urn:{wire_type}"
-        files[f"{model.event_type}.json"] = render(schema)
+        schemas[f"{model.event_type}.json"] = schema
+    return schemas
+
+
+def expected_files() -> dict[str, str]:
+    return {name: render(schema) for name, schema in json_schemas().items()}
+
+
+def expected_documents() -> dict[Path, str]:
+    """Every generated file, by path."""
+    files = {JSON_DIR / name: text for name, text in expected_files().items()}
+    files[ASYNCAPI_PATH] = render(document())
     return files
 
 
 def drifted() -> list[str]:
-    expected = expected_files()
-    present = {p.name for p in JSON_DIR.glob("*.json")}
-    changed = [n for n, text in expected.items() if not (JSON_DIR / n).is_file() or (JSON_DIR / n).read_text() != text]
-    return sorted(changed + list(present - expected.keys()))
+    """Generated files (relative to schemas/) that are missing, differ, or are stale."""
+    expected = expected_documents()
+    stale = set(JSON_DIR.glob("*.json")) - expected.keys()
+    changed = [p for p, text in expected.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
+    return sorted(str(p.relative_to(SCHEMAS_DIR)) for p in [*changed, *stale])
 
 
-def write() -> None:
+def write() -> int:
     JSON_DIR.mkdir(exist_ok=True)
-    expected = expected_files()
-    for stale in {p.name for p in JSON_DIR.glob("*.json")} - expected.keys():
-        (JSON_DIR / stale).unlink()
-    for name, text in expected.items():
-        (JSON_DIR / name).write_text(text)
+    expected = expected_documents()
+    for stale in set(JSON_DIR.glob("*.json")) - expected.keys():
+        stale.unlink()
+    for path, text in expected.items():
+        path.write_text(text, encoding="utf-8")
+    return len(expected)
 
 
 def main(argv: list[str]) -> int:
@@ -54,8 +74,7 @@ def main(argv: list[str]) -> int:
             return 1
         print("schemas up to date")
         return 0
-    write()
-    print(f"wrote {len(expected_files())} schema files to {JSON_DIR}")
+    print(f"wrote {write()} contract files under {SCHEMAS_DIR}")
     return 0
 
 

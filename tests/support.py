@@ -54,7 +54,10 @@ async def read_topic(
     bootstrap: str, topic: Topic, until: Callable[[list[Envelope]], bool], timeout: float = 30.0
 ) -> list[Envelope]:
     """Every envelope on the topic from the beginning, read until ``until`` holds or the time is up."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    # earliest: a reset to "latest" on assignment would race seek_to_beginning and skip the log.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic.name, p) for p in (consumer.partitions_for_topic(topic.name) or ())]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -72,7 +73,7 @@ async def raise_pot(year: int, pot_cents: int) -> None:
     assert response.status_code == 200, response.text
 
 
-def decided(ids: list[str]) -> Any:
+def decided(ids: list[str]) -> Callable[[list[Envelope]], bool]:
     return lambda seen: {e.subject for e in seen} >= set(ids)
 
 
@@ -82,7 +83,7 @@ async def run_pipeline(token: str, bootstrap: str) -> dict[str, str]:
     await open_fiscal_year(2027, 1_000_000_000)
     async with httpx.AsyncClient(timeout=10) as http:
         first = await submit(http, token, small_year_application())
-        await read_topic(bootstrap, DECISIONS, decided([first]))
+        assert decided([first])(await read_topic(bootstrap, DECISIONS, decided([first])))
         second = await submit(http, token, small_year_application())
         third = await submit(http, token, small_year_application())
         other_year = await submit(http, token, sample_application())
@@ -91,7 +92,7 @@ async def run_pipeline(token: str, bootstrap: str) -> dict[str, str]:
     def waiting(seen: list[Envelope]) -> bool:
         return {e.subject for e in seen if e.is_a(ApplicationWaitlisted)} >= {second, third}
 
-    await read_topic(bootstrap, BUDGET, waiting)
+    assert waiting(await read_topic(bootstrap, BUDGET, waiting)), "the second and third wait for money"
     await raise_pot(SMALL_YEAR, 3 * GRANT)
     apps = {"first": first, "second": second, "third": third, "other_year": other_year, "rejected": rejected}
     decisions = await read_topic(bootstrap, DECISIONS, decided(list(apps.values())), timeout=60)
@@ -105,7 +106,8 @@ async def test_verify_passes_on_the_log_of_a_real_pipeline_run(
     apps = await run_pipeline(portal_token, kafka_bootstrap)
     await asyncio.sleep(1.0)  # let notices and late budget events land as well
 
-    log = await read_log(kafka_bootstrap)
+    async with asyncio.timeout(60):
+        log = await read_log(kafka_bootstrap)
     assert log.unreadable == []
     report = verify(log.envelopes)
 
@@ -118,12 +120,15 @@ async def test_verify_passes_on_the_log_of_a_real_pipeline_run(
     assert [v for v in report.violations if not v.applications or set(v.applications) & received] == []
 
     budget = budget_report(log.envelopes, SMALL_YEAR)
-    assert [(r["application_id"], r["what"].split(" (")[0]) for r in budget["line"]] == [
-        (apps["second"], "waits at position 1"),
-        (apps["third"], "waits at position 2"),
-        (apps["second"], "leaves the line: budget.reserved.v1"),
-        (apps["third"], "leaves the line: budget.reserved.v1"),
+    line = [(r["application_id"], r["what"]) for r in budget["line"]]
+    assert [(a, what.split(" at position")[0].split(":")[0]) for a, what in line] == [
+        (apps["second"], "waits"),
+        (apps["third"], "waits"),
+        (apps["second"], "leaves the line"),
+        (apps["third"], "leaves the line"),
     ]
+    positions = [int(what.split("position ")[1].split()[0]) for _, what in line[:2]]
+    assert positions[0] < positions[1], "positions count the whole line, across years"
     assert budget["final"]["committed_cents"] == 3 * GRANT
     promoted = [r for r in timeline(log.envelopes, apps["second"]) if r["type"] == "budget.reserved.v1"]
     assert [r["cause_type"] for r in promoted] == ["budget.pot_adjusted.v1"]
@@ -156,9 +161,8 @@ async def check_the_command(bootstrap: str, apps: dict[str, str]) -> None:
     code, out = await audit_command(bootstrap, "timeline", apps["third"])
     assert code == 0, out
     types = [row["type"] for row in json.loads(out)]
-    assert types[:2] == ["application.received.v1", "application.reviewed.v1"]
-    assert "budget.waitlisted.v1" in types
-    assert types.count("application.decided.v1") == 1
+    steps = ["application.received.v1", "application.reviewed.v1", "budget.waitlisted.v1", "application.decided.v1"]
+    assert [t for t in types if t in steps] == steps, types  # notices may fall anywhere in between
     code, out = await audit_command(bootstrap, "budget", str(SMALL_YEAR))
     assert code == 0, out
     assert json.loads(out)["final"]["committed_cents"] == 3 * GRANT

@@ -177,10 +177,23 @@ def first(log: Log, n: int, event_class: type[Event]) -> Envelope:
 
 
 def test_a_clean_log_passes_and_shows_what_is_in_progress() -> None:
-    report = verify(clean_log().events)
+    log = clean_log()
+    receipt = ev.NotificationDelivered(
+        notice_id="n-8",
+        application_id=app(8),
+        notice_type="receipt",
+        channel=ev.NoticeChannel.EMAIL,
+        attempts=1,
+        delivered_at=log.clock,
+    )
+    log.add(receipt, app(8), NOTIFY, first(log, 8, ev.ApplicationReceived))
+    report = verify(log.events)
     assert report.violations == []
     assert report.ok
-    assert sorted(p.application_id for p in report.in_progress) == [app(6), app(8)]
+    assert sorted((p.application_id, p.last_type) for p in report.in_progress) == [
+        (app(6), "budget.waitlisted.v1"),
+        (app(8), "application.received.v1"),  # where it stands, not the last notice about it
+    ]
     assert report.applications == 8
 
 
@@ -259,7 +272,7 @@ def test_lowering_the_pot_below_what_is_held_is_an_over_commitment() -> None:
     lowered = log.adjust(500, 300)
     report = verify(log.events)
     assert checks_failed(report) == ["over-commitment"]
-    assert report.violations[0].events == (lowered.id, lowered.id)
+    assert report.violations[0].events == (lowered.id,)
 
 
 def test_an_out_of_order_promotion_is_caught() -> None:
@@ -269,6 +282,20 @@ def test_an_out_of_order_promotion_is_caught() -> None:
     (violation,) = report.violations
     assert violation.applications == (app(4), app(3))
     assert violation.events == (first(log, 4, ev.FundsReserved).id, first(log, 3, ev.ApplicationReviewed).id)
+
+
+def test_passing_over_several_is_one_violation_naming_the_first() -> None:
+    log = clean_log()
+    for n in (9, 10):
+        log.receive(n)
+        log.review(n, 200)
+        log.waitlist(n, n - 8, 200, ev.WaitlistReason.INSUFFICIENT_FUNDS)
+    log.receive(11)
+    log.review(11, 5)
+    log.reserve(11, 5)
+    (violation,) = verify(log.events).violations
+    assert violation.applications == (app(11), app(9))
+    assert violation.message.endswith("was still waiting (and 1 more after it)")
 
 
 def test_first_fit_lets_a_later_one_pass_only_when_the_earlier_one_did_not_fit() -> None:
@@ -309,6 +336,30 @@ def test_a_missing_cause_is_caught() -> None:
     assert checks_failed(report) == ["causation"]
     assert report.violations[0].events == (orphan.id,)
     assert ghost.id in report.violations[0].message
+
+
+def test_an_over_commitment_is_reported_where_it_starts() -> None:
+    log = clean_log()
+    log.adjust(500, 300)
+    log.receive(9)
+    log.review(9, 10)
+    log.reserve(9, 10)  # still over: the same violation, not a new one
+    assert len(verify(log.events).violations) == 1
+
+
+def test_a_receipt_whose_submission_expired_with_its_topic_is_no_missing_cause() -> None:
+    log = clean_log()
+    submission = Envelope.wrap(
+        ev.ApplicationWithdrawn(application_id=app(9), portal_id="p"), source="/portal", subject=app(9)
+    )
+    log.add(ev.CategoryPaused(category="training"), "category:training", BUDGET)
+    log.events[-1] = log.events[-1].model_copy(update={"time": T0 + timedelta(days=31)})
+    log.clock = T0
+    received = log.receive(9)
+    log.events[-1] = received.model_copy(update={"causationid": submission.id})
+    assert verify(log.events).ok  # the submission lived 30 days on its topic; the log is 31 days older
+    log.events[-2] = log.events[-2].model_copy(update={"time": T0 + timedelta(days=29)})
+    assert checks_failed(verify(log.events)) == ["causation"]
 
 
 def test_a_decision_without_a_review_is_caught() -> None:

@@ -1,0 +1,134 @@
+"""Was the line served in order? Replays who stood in line, and checks every reservation.
+
+The order is budget's (``services/budget/domain.py``): by ``ready_at``, then the receipt time,
+then the application id. An application stands in line from its eligible review until it is
+reserved, withdrawn or decided. A reservation for application B from fiscal year Y breaks the
+order when an application A that comes before B in line and asks for money from Y was still
+standing in line and was told to wait (it has a ``budget.waitlisted`` event), unless
+
+- A's category was paused (a paused category waits without blocking), or
+- under the ``first_fit`` policy, A did not fit into what was available then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from audit.budget import Pot, apply
+from audit.log import Violation, typed
+from schemas.envelope import Envelope
+from schemas.events import (
+    ApplicationDecided,
+    ApplicationReviewed,
+    ApplicationWaitlisted,
+    ApplicationWithdrawn,
+    CategoryPaused,
+    CategoryResumed,
+    FiscalYearClosed,
+    FundsReserved,
+    ReviewOutcome,
+    WaitlistReason,
+)
+
+Policy = Literal["strict", "first_fit"]
+
+
+@dataclass
+class InLine:
+    application_id: str
+    order_key: tuple[datetime, datetime, str]
+    category: str
+    funding: dict[int, int]  # fiscal year -> cents
+    entered: str  # the eligible review's event id
+    told_reason: WaitlistReason | None = None
+    told_at: datetime | None = None
+
+
+class LineReplay:
+    def __init__(self, history: list[Envelope], policy: Policy) -> None:
+        self.policy = policy
+        self.waiting: dict[str, InLine] = {}
+        self.served: dict[str, InLine] = {}
+        self.pots: dict[int, Pot] = {}
+        self.categories: dict[str, tuple[bool, datetime]] = {}  # category -> (paused, since)
+        self.first_reason: dict[str, WaitlistReason] = {}
+        for envelope in history:  # looking ahead: who was told to wait at some point, and why first
+            event = typed(envelope)
+            if isinstance(event, ApplicationWaitlisted):
+                self.first_reason.setdefault(event.application_id, event.reason)
+        self.violations: list[Violation] = []
+
+    def run(self, history: list[Envelope]) -> list[Violation]:
+        for envelope in history:
+            event = typed(envelope)
+            if isinstance(event, FundsReserved):
+                self.reserved(envelope, event)
+            else:
+                self.track(envelope, event)
+            apply(self.pots, envelope, event)
+        return self.violations
+
+    def track(self, envelope: Envelope, event: object) -> None:
+        match event:
+            case ApplicationReviewed(outcome=ReviewOutcome.ELIGIBLE) if event.application_id not in self.served:
+                key = (event.ready_at, event.received_at, event.application_id)
+                funding = {f.fiscal_year: f.amount_cents for f in event.funding}
+                self.waiting[event.application_id] = InLine(
+                    event.application_id, key, event.category, funding, envelope.id
+                )
+            case ApplicationWaitlisted() if event.application_id in self.waiting:
+                entry = self.waiting[event.application_id]
+                entry.told_reason, entry.told_at = event.reason, envelope.time
+            case CategoryPaused() | CategoryResumed():
+                self.categories[event.category] = (isinstance(event, CategoryPaused), envelope.time)
+            case FiscalYearClosed(waiting_policy="carry_over"):
+                for entry in self.waiting.values():
+                    if event.fiscal_year in entry.funding:
+                        moved = entry.funding.pop(event.fiscal_year)
+                        entry.funding[event.fiscal_year + 1] = entry.funding.get(event.fiscal_year + 1, 0) + moved
+            case ApplicationWithdrawn() | ApplicationDecided():
+                self.waiting.pop(event.application_id, None)
+
+    def reserved(self, envelope: Envelope, event: FundsReserved) -> None:
+        entry = self.waiting.pop(event.application_id, None) or self.served.get(event.application_id)
+        if entry is None:
+            return  # never reviewed eligible: the review check reports it
+        self.served[event.application_id] = entry
+        passed_over = sorted(
+            (w for w in self.waiting.values() if w.order_key < entry.order_key and self.held_up(w, event.fiscal_year)),
+            key=lambda w: w.order_key,
+        )
+        if not passed_over:
+            return
+        first = passed_over[0]  # one violation per reservation, naming the first one passed over
+        more = f" (and {len(passed_over) - 1} more after it)" if len(passed_over) > 1 else ""
+        message = (
+            f"{entry.application_id} reserved from {event.fiscal_year} while {first.application_id}, "
+            f"earlier in line, was still waiting{more}"
+        )
+        events = (envelope.id, first.entered)
+        applications = (entry.application_id, first.application_id)
+        self.violations.append(Violation("line-order", message, events, applications, event.fiscal_year))
+
+    def held_up(self, earlier: InLine, year: int) -> bool:
+        """Should the earlier application have been served (or have blocked) before this reservation?"""
+        if year not in earlier.funding or earlier.application_id not in self.first_reason:
+            return False
+        if self.paused(earlier):
+            return False
+        if self.policy == "first_fit":
+            return all(y in self.pots and amount <= self.pots[y].available for y, amount in earlier.funding.items())
+        return True
+
+    def paused(self, entry: InLine) -> bool:
+        """The category's state from the admin events, or else from what budget told the application."""
+        admin = self.categories.get(entry.category)
+        if admin is not None and (entry.told_at is None or admin[1] >= entry.told_at):
+            return admin[0]
+        return (entry.told_reason or self.first_reason.get(entry.application_id)) is WaitlistReason.CATEGORY_PAUSED
+
+
+def line_order_violations(history: list[Envelope], policy: Policy = "strict") -> list[Violation]:
+    return LineReplay(history, policy).run(history)
