@@ -110,6 +110,8 @@ class SmtpSink:
 TEST_SLOT = int(os.environ.get("EGOV_TEST_SLOT", "0"))
 SERVICE_PORTS = {name: 18001 + i + 100 * TEST_SLOT for i, name in enumerate(("intake", "review", "budget", "notify"))}
 SMTP_TEST_PORT = 18025 + 100 * TEST_SLOT
+# The budget service generates this key on first start; its public half lies beside it (.pub).
+SIGNING_KEY_FILE = REPO / ".state" / f"test{TEST_SLOT}" / "keys" / "decision-signing.pem"
 ADMIN_TOKEN = "test-budget-admin-token"
 
 
@@ -155,6 +157,7 @@ class ServiceProcesses:
                 prefix + "SHUTDOWN_GRACE_SECONDS": "20",
                 prefix + "KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
+                "BUDGET_SIGNING_KEY_FILE": str(SIGNING_KEY_FILE),
                 "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
                 "NOTIFY_FIRST_RETRY_SECONDS": "0.2",

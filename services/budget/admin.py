@@ -3,6 +3,8 @@ naming the administrator, and serves the line with whatever money it freed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncpg
 
 from runtime.outbox import Outgoing
@@ -86,7 +88,7 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
     envelope, outgoing = admin_event(closed, str(year), actor)
     out = [
         outgoing,
-        *await commit_due(conn, LineSettings(line.policy, line.settle_seconds, 0.0, line.year_close_policy)),
+        *await commit_due(conn, replace(line, commit_after_seconds=0.0)),
     ]
     for entry in await store.waiting_line(conn, 0.0):
         app = entry.application
@@ -108,6 +110,6 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
             received_at=app.received_at,
             decided_at=utc_now(),
         )
-        out.extend(await decide(conn, rejected, envelope.id))
+        out.extend(await decide(conn, rejected, envelope.id, line.signer))
     await store.close_pot(conn, year)
     return [*out, *await serve_line(conn, line, envelope)]

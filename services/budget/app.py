@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runtime.kit import ServiceKit
+from runtime.signing import load_signer
 from schemas.rules import load_rules
 from schemas.topics import APPLICATIONS, REVIEWS
 from services.budget import store
@@ -17,8 +18,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def line_settings(settings: BudgetSettings) -> LineSettings:
+    signer = load_signer(settings.signing_key_file, create_if_missing=settings.environment != "production")
     return LineSettings(
-        settings.waitlist_policy, settings.settle_seconds, settings.commit_after_seconds, settings.year_close_policy
+        settings.waitlist_policy,
+        settings.settle_seconds,
+        settings.commit_after_seconds,
+        settings.year_close_policy,
+        signer,
     )
 
 

@@ -14,6 +14,7 @@ import asyncpg
 
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
+from runtime.signing import Signer
 from schemas.application import FundingYear
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import (
@@ -41,6 +42,8 @@ class LineSettings:
     settle_seconds: float = 0.0
     commit_after_seconds: float = 0.0
     year_close_policy: str = "carry_over"
+    # Signs every application.decided, so a municipality or auditor can verify it offline.
+    signer: Signer | None = None
 
 
 def emit(
@@ -120,11 +123,13 @@ async def commit_due(conn: asyncpg.Connection, line: LineSettings) -> list[Outgo
             received_at=app.received_at,
             decided_at=utc_now(),
         )
-        out.extend(await decide(conn, approved, entry.cause_event_id))
+        out.extend(await decide(conn, approved, entry.cause_event_id, line.signer))
     return out
 
 
-async def decide(conn: asyncpg.Connection, decided: ApplicationDecided, cause_id: str) -> list[Outgoing]:
+async def decide(
+    conn: asyncpg.Connection, decided: ApplicationDecided, cause_id: str, signer: Signer | None
+) -> list[Outgoing]:
     """The one final decision per application; a second attempt emits nothing."""
     first = await conn.fetchval(
         "INSERT INTO decisions (application_id, decision, decided_at) VALUES ($1, $2, $3)"
@@ -137,7 +142,10 @@ async def decide(conn: asyncpg.Connection, decided: ApplicationDecided, cause_id
         return []
     metrics.DECISIONS.labels(decided.decision.value).inc()
     metrics.DECISION_LATENCY.observe((decided.decided_at - decided.received_at).total_seconds())
-    return [emit(decided, decided.application_id, cause_id=cause_id)]
+    outgoing = emit(decided, decided.application_id, cause_id=cause_id)
+    if signer is None:
+        return [outgoing]
+    return [Outgoing(outgoing.topic, outgoing.key, signer.sign(outgoing.envelope))]
 
 
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
@@ -145,6 +153,8 @@ async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSe
     if reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
         return ()  # a caseworker decides first
     if reviewed.outcome is ReviewOutcome.INELIGIBLE:
+        if await store.was_withdrawn(conn, reviewed.application_id):
+            return ()  # withdrawn while in review: the withdrawal is its end, not a rejection
         rejected = ApplicationDecided(
             application_id=reviewed.application_id,
             decision=Decision.REJECTED,
@@ -155,7 +165,7 @@ async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSe
             received_at=reviewed.received_at,
             decided_at=utc_now(),
         )
-        return await decide(conn, rejected, envelope.id)
+        return await decide(conn, rejected, envelope.id, line.signer)
     await store.lock_line(conn)
     entry = QueuedApplication(
         application_id=reviewed.application_id,

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from runtime.settings import ServiceSettings
+from runtime.signing import DEV_KEY_PATH
 from schemas.rules import DEFAULT_RULES
 
 
@@ -31,4 +32,7 @@ class BudgetSettings(ServiceSettings):
     # Budget administrators: name -> bearer token (JSON in BUDGET_ADMIN_TOKENS). The name is the
     # principal every admin event is attributed to.
     admin_tokens: dict[str, SecretStr] = {"budget-admin": SecretStr("budget-admin-dev-only")}
-    admin_token: SecretStr | None = None  # a single token for the "budget-admin" principal
+    admin_token: SecretStr | None = None
+    # Ed25519 key that signs application.decided; its public half is published beside it (.pub).
+    # Outside production a missing key is generated (development only).
+    signing_key_file: Path = DEV_KEY_PATH  # a single token for the "budget-admin" principal

@@ -214,6 +214,10 @@ async def move_funding(conn: asyncpg.Connection, application_id: str, funding: d
     )
 
 
+async def was_withdrawn(conn: asyncpg.Connection, application_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM withdrawals WHERE application_id = $1", application_id))
+
+
 async def remember_withdrawal(conn: asyncpg.Connection, application_id: str) -> None:
     await conn.execute("INSERT INTO withdrawals (application_id) VALUES ($1) ON CONFLICT DO NOTHING", application_id)
 

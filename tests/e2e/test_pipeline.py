@@ -9,10 +9,11 @@ import asyncpg
 import httpx
 import pytest
 
+from runtime.signing import SignatureStatus, check_signature, load_public_keys, public_key_path
 from schemas.envelope import Envelope
 from schemas.events import ApplicationDecided, ApplicationReviewed, Decision, NotificationDelivered
 from schemas.topics import DECISIONS, NOTIFICATIONS, REVIEWS
-from tests.support import SmtpSink, intake_url, open_fiscal_year, read_topic, sample_application
+from tests.support import SIGNING_KEY_FILE, SmtpSink, intake_url, open_fiscal_year, read_topic, sample_application
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,10 @@ async def test_submitted_application_is_reserved_decided_and_notified(
     assert [(f.fiscal_year, f.amount_cents) for f in decision.funding] == [(2027, 9_600_000)]
     assert decision.rules_version == "egov-2024-v1"
     assert decision.received_at.isoformat() == receipt.json()["received_at"]
+    published_key = load_public_keys([public_key_path(SIGNING_KEY_FILE)])
+    assert check_signature(decided[0], published_key) is SignatureStatus.VALID, "decisions are signed"
+    tampered = decided[0].model_copy(update={"data": {**decided[0].data, "amount_cents": 1}})
+    assert check_signature(tampered, published_key) is SignatureStatus.INVALID
 
     reviews = await read_topic(kafka_bootstrap, REVIEWS, lambda seen: any(e.subject == app_id for e in seen))
     review = next(e for e in reviews if e.subject == app_id)
