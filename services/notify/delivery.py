@@ -1,8 +1,11 @@
-"""Delivering notices: claim what is due, send it, record the outcome with its event.
+"""Delivering notices: claim what is due, attempt it, hand the outcome to the recorder.
 
-Each attempt's outcome and the ``notification.*`` event go into one transaction
-(through the outbox). The e-mail carries the notice id as its Message-ID, so a
-receiver can drop a second copy sent after a crash between send and record.
+Per destination (the SMTP relay; each portal's endpoint) at most ``*_concurrency`` attempts run
+at once in an instance, and the claim leases at most ``claim_ahead`` times that many notices per
+destination across all instances: a slow or dead receiver ties up only its own notices, and the
+next attempt for a fast one is in hand when a slot frees. The claim loop never waits for an
+attempt. Receivers de-duplicate on the notice id (``webhook-id``, the e-mail's Message-ID),
+which a resend after a crash keeps.
 """
 
 from __future__ import annotations
@@ -11,123 +14,153 @@ import asyncio
 import contextlib
 import logging
 import random
-from datetime import timedelta
-from email.message import EmailMessage
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-import aiosmtplib
 import asyncpg
 
-from runtime.outbox import OutboxRelay, Outgoing, stage
-from schemas.envelope import Envelope, utc_now
-from schemas.events import NoticeChannel, NotificationDelivered, NotificationFailed
-from schemas.topics import NOTIFICATIONS
-from services.notify import store
+from runtime.outbox import OutboxRelay
+from schemas.events import NoticeChannel
+from services.notify import metrics, store
 from services.notify.domain import retry_delay
+from services.notify.outcomes import Outcome, Recorder
+from services.notify.senders import CallbackSender, DeliveryError, EmailSender, Sender
 from services.notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)
-SOURCE = "/egov/notify"
-LEASE = timedelta(seconds=60)
+EMAIL, CALLBACK = NoticeChannel.EMAIL.value, NoticeChannel.CALLBACK.value
 
 
-def email_message(row: asyncpg.Record, sender: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = row["email"]
-    message["Subject"] = row["subject"]
-    message["Message-ID"] = f"<{row['notice_id']}@egov.thueringen.example>"
-    message["X-Notice-Id"] = str(row["notice_id"])
-    message["X-Application-Id"] = row["application_id"]
-    message.set_content(row["body_text"])
-    message.add_alternative(row["body_html"], subtype="html")
-    return message
+@dataclass
+class _Lane:
+    slots: asyncio.Semaphore
+    users: int = 0
+
+
+class Lanes:
+    """One semaphore per destination with notices in hand; gone when its last notice is done."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, _Lane] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, destination: str, limit: int) -> AsyncIterator[None]:
+        lane = self._lanes.get(destination) or self._lanes.setdefault(destination, _Lane(asyncio.Semaphore(limit)))
+        lane.users += 1
+        try:
+            async with lane.slots:
+                yield
+        finally:
+            lane.users -= 1
+            if not lane.users:
+                del self._lanes[destination]
 
 
 class Deliverer:
-    def __init__(self, pool: asyncpg.Pool, relay: OutboxRelay, settings: NotifySettings) -> None:
-        self._pool, self._relay, self._settings = pool, relay, settings
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        relay: OutboxRelay,
+        settings: NotifySettings,
+        senders: dict[str, Sender] | None = None,
+    ) -> None:
+        self._pool, self._s = pool, settings
+        self._senders = senders or {EMAIL: EmailSender(settings), CALLBACK: CallbackSender(settings)}
+        self._recorder = Recorder(pool, relay, self.wake)
+        self._lanes = Lanes()
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._unstarted: list[uuid.UUID] = []
+        self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self._recorder.start()
         self._task = asyncio.create_task(self._run(), name="deliverer")
 
     async def stop(self) -> None:
+        """Claim nothing more, let running attempts finish (each is bounded in time) and record them;
+        notices still waiting for a slot are handed back, due at once for whoever runs next."""
         self._stopping = True
+        self._wake.set()
         if self._task:
             await self._task
+        await asyncio.gather(*self._attempts, return_exceptions=True)
+        await self._recorder.stop()
+        if self._unstarted:
+            try:
+                await store.release(self._pool, self._unstarted)
+            except Exception:  # their leases run out instead
+                log.warning("could not hand back unstarted notices", exc_info=True)
+        for sender in self._senders.values():
+            await sender.close()
+
+    def wake(self) -> None:
+        self._wake.set()
 
     async def _run(self) -> None:
         while not self._stopping:
+            claimed = 0
             try:
-                due = await store.claim_due(self._pool, 50, LEASE)
-                if due:
-                    await asyncio.gather(*(self._deliver(row) for row in due))
-                    self._relay.wake()
-                    continue
+                claimed = await self._claim()
             except Exception:
-                log.warning("delivery round failed, will retry", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.sleep(0.2)
+                log.warning("claiming notices failed, will retry", exc_info=True)
+            if claimed == 0 or len(self._attempts) >= self._s.max_in_flight:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._s.poll_seconds)
+                self._wake.clear()
 
-    async def _send_email(self, row: asyncpg.Record) -> None:
-        s = self._settings
-        await aiosmtplib.send(
-            email_message(row, s.mail_from),
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            start_tls=s.smtp_starttls,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            timeout=s.smtp_timeout_seconds,
-        )
+    async def _claim(self) -> int:
+        room = self._s.max_in_flight - len(self._attempts)
+        if room <= 0:
+            return 0
+        ahead = self._s.claim_ahead
+        email_cap, callback_cap = ahead * self._s.smtp_concurrency, ahead * self._s.callback_concurrency
+        due = await store.claim_due(self._pool, room, self._lease, email_cap, callback_cap)
+        for notice in due:
+            task = asyncio.create_task(self._attempt(notice))
+            self._attempts.add(task)
+            task.add_done_callback(self._finished)
+        metrics.IN_FLIGHT.set(len(self._attempts))
+        return len(due)
 
-    async def _deliver(self, row: asyncpg.Record) -> None:
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._attempts.discard(task)
+        metrics.IN_FLIGHT.set(len(self._attempts))
+        self._wake.set()
+
+    async def _attempt(self, notice: asyncpg.Record) -> None:
+        channel = notice["channel"]
+        limit = self._s.smtp_concurrency if channel == EMAIL else self._s.callback_concurrency
+        async with self._lanes.slot(notice["destination"], limit):
+            if self._stopping:  # still waiting for its slot: hand it back rather than delay the stop
+                self._unstarted.append(notice["notice_id"])
+                return
+            started = time.perf_counter()
+            outcome = await self._try(notice)
+            metrics.ATTEMPT_SECONDS.labels(channel).observe(time.perf_counter() - started)
+        self._recorder.add(outcome)
+
+    async def _try(self, notice: asyncpg.Record) -> Outcome:
         try:
-            await self._send_email(row)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
-            await self._record_failure(row, f"{type(err).__name__}: {err}")
-            return
-        async with self._pool.acquire() as conn, conn.transaction():
-            attempts = await store.mark_delivered(conn, row["notice_id"])
-            if attempts is not None:
-                event = NotificationDelivered(
-                    notice_id=str(row["notice_id"]),
-                    application_id=row["application_id"],
-                    notice_type=row["notice_type"],
-                    channel=NoticeChannel(row["channel"]),
-                    attempts=attempts,
-                    delivered_at=utc_now(),
-                )
-                await stage(conn, [self._outgoing(event, row)])
-        log.info("notice delivered", extra={"notice_type": row["notice_type"], "channel": row["channel"]})
+            await self._senders[notice["channel"]].send(notice)
+        except DeliveryError as err:
+            return self._failure(notice, str(err))
+        except Exception as err:  # a bug must not kill the loop; the attempt counts as failed
+            log.exception("delivery attempt crashed", extra={"notice_type": notice["notice_type"]})
+            return self._failure(notice, f"internal {type(err).__name__}")
+        return Outcome(notice)
 
-    async def _record_failure(self, row: asyncpg.Record, error: str) -> None:
-        s = self._settings
-        attempts = row["attempts"] + 1
-        retry = (
-            None
-            if attempts >= s.max_attempts
-            else timedelta(seconds=retry_delay(attempts, s.first_retry_seconds, s.max_retry_seconds, random.random()))
-        )
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await store.mark_attempt_failed(conn, row["notice_id"], error, retry)
-            if recorded is not None and retry is None:
-                event = NotificationFailed(
-                    notice_id=str(row["notice_id"]),
-                    application_id=row["application_id"],
-                    notice_type=row["notice_type"],
-                    channel=NoticeChannel(row["channel"]),
-                    attempts=recorded,
-                    last_error=error[:500],
-                )
-                await stage(conn, [self._outgoing(event, row)])
-        log.warning(
-            "notice delivery failed",
-            extra={"notice_type": row["notice_type"], "attempts": attempts, "gave_up": retry is None},
-        )
-
-    @staticmethod
-    def _outgoing(event: NotificationDelivered | NotificationFailed, row: asyncpg.Record) -> Outgoing:
-        envelope = Envelope.wrap(event, source=SOURCE, subject=row["application_id"], actor="notify")
-        return Outgoing(NOTIFICATIONS, row["application_id"], envelope)
+    def _failure(self, notice: asyncpg.Record, error: str) -> Outcome:
+        """Try again later, or give up after the attempt budget or the age limit."""
+        s = self._s
+        attempts = notice["attempts"] + 1
+        now = datetime.now(UTC)
+        if attempts >= s.max_attempts or (now - notice["window_started_at"]).total_seconds() >= s.max_age_seconds:
+            return Outcome(notice, error, None)
+        delay = retry_delay(attempts, s.first_retry_seconds, s.max_retry_seconds, random.random())
+        return Outcome(notice, error, now + timedelta(seconds=delay))

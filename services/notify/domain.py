@@ -2,15 +2,17 @@
 
 Templates live in ``templates/<notice type>.txt``: the first line is the subject,
 the rest the body; ``$name`` placeholders are filled from the event. Amounts are
-formatted as euros, times in Europe/Berlin.
+formatted as euros, times in Europe/Berlin. Each notice also carries ``facts``:
+the machine-readable part of a portal callback (cents, ISO times, codes).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -34,6 +36,11 @@ DECISION_REASONS_DE = {
     "insufficient_funds": "Die Haushaltsmittel des Jahres reichen nicht aus.",
     "fiscal_year_closed": "Das Haushaltsjahr ist abgeschlossen.",
 }
+DOCUMENTS_DE = {
+    "cost_plan": "Kostenplan",
+    "project_description": "Projektbeschreibung",
+    "security_concept": "Sicherheitskonzept",
+}
 
 
 def euro(cents: int) -> str:
@@ -55,10 +62,27 @@ def notice_id(cause_event_id: str, channel: str) -> uuid.UUID:
 @dataclass(frozen=True)
 class Notice:
     notice_type: str
-    application_id: str
+    application_id: str | None  # None for a submission rejected at intake: it never became an application
     subject: str
     text: str
     html: str
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    portal_id: str | None = None  # when the event names the portal; otherwise the recipient's portal applies
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    """What notify remembers beyond the event itself."""
+
+    promoted_amount_cents: int | None = None  # set when a reservation ends a waitlist stay: the requested amount
+    reservation_notices: bool = False  # a separate notice per reservation (see settings.reservation_notices)
+
+
+@dataclass(frozen=True)
+class Said:
+    notice_type: str
+    values: dict[str, Any]  # template placeholders, already formatted in German
+    facts: dict[str, Any]  # the callback's machine-readable data
 
 
 @cache
@@ -67,82 +91,182 @@ def _template(notice_type: str) -> tuple[Template, Template]:
     return Template(subject), Template(body)
 
 
-def render(notice_type: str, application_id: str, values: dict[str, Any]) -> Notice:
+def render(
+    notice_type: str,
+    application_id: str | None,
+    values: dict[str, Any],
+    *,
+    facts: Mapping[str, Any] | None = None,
+    portal_id: str | None = None,
+) -> Notice:
     subject_t, body_t = _template(notice_type)
-    filled = {"application_id": application_id, **values}
+    filled = {"application_id": application_id or "", **values}
     text = body_t.substitute(filled).strip() + "\n"
-    paragraphs = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n") if p.strip())
-    body_html = f'<!DOCTYPE html><html lang="de"><body>{paragraphs}</body></html>'
-    return Notice(notice_type, application_id, subject_t.substitute(filled), text, body_html)
+    body_html = f'<!DOCTYPE html><html lang="de"><body>{to_html(text)}</body></html>'
+    return Notice(
+        notice_type, application_id, subject_t.substitute(filled), text, body_html, dict(facts or {}), portal_id
+    )
+
+
+def to_html(text: str) -> str:
+    """Paragraphs become <p>, runs of "- " lines become a <ul>; everything from events is escaped."""
+    blocks: list[str] = []
+    for paragraph in (p for p in text.split("\n\n") if p.strip()):
+        lines: list[str] = []
+        items: list[str] = []
+        for line in paragraph.strip("\n").split("\n"):
+            if line.startswith("- "):
+                blocks.extend(_flush_paragraph(lines))
+                items.append(f"<li>{html.escape(line[2:])}</li>")
+            else:
+                blocks.extend(_flush_list(items))
+                lines.append(html.escape(line))
+        blocks.extend(_flush_paragraph(lines) + _flush_list(items))
+    return "".join(blocks)
+
+
+def _flush_paragraph(lines: list[str]) -> list[str]:
+    block = [f"<p>{'<br>'.join(lines)}</p>"] if lines else []
+    lines.clear()
+    return block
+
+
+def _flush_list(items: list[str]) -> list[str]:
+    block = [f"<ul>{''.join(items)}</ul>"] if items else []
+    items.clear()
+    return block
 
 
 def _lines(items: list[str]) -> str:
     return "\n".join(f"- {item}" for item in items) or "- (keine Angabe)"
 
 
-def _receipt(p: ev.ApplicationReceived) -> tuple[str, dict[str, Any]] | None:
+def _reasons(findings: list[ev.RuleFinding]) -> list[dict[str, str]]:
+    return [{"rule_id": f.rule_id, "message": f.message_de} for f in findings]
+
+
+def _receipt(p: ev.ApplicationReceived, _: NoticeContext) -> Said | None:
     notice = (
         "Der Fördergegenstand kann derzeit bewilligt werden."
         if p.category_open
         else "Hinweis: Der Fördergegenstand ist derzeit ausgesetzt. Ihr Antrag bleibt erhalten und wartet, "
         "bis wieder Mittel zur Verfügung stehen."
     )
-    return "receipt", {
-        "received_at": berlin_time(p.received_at),
-        "amount": euro(p.application.project.requested_amount_cents),
-        "category_notice": notice,
+    requested = p.application.project.requested_amount_cents
+    values = {"received_at": berlin_time(p.received_at), "amount": euro(requested), "category_notice": notice}
+    facts = {
+        "received_at": p.received_at.isoformat(),
+        "requested_amount_cents": requested,
+        "category": p.application.project.category,
+        "category_open": p.category_open,
     }
+    return Said("receipt", values, facts)
 
 
-def _reviewed(p: ev.ApplicationReviewed) -> tuple[str, dict[str, Any]] | None:
+def _intake_rejected(p: ev.ApplicationRejected, _: NoticeContext) -> Said | None:
+    errors = [f"{e.detail} (Feld {e.pointer or '/'}, Code {e.code})" for e in p.errors]
+    facts = {"submission_id": p.submission_id, "errors": [e.model_dump(mode="json") for e in p.errors]}
+    return Said("intake_rejected", {"submission_id": p.submission_id, "errors": _lines(errors)}, facts)
+
+
+def _reviewed(p: ev.ApplicationReviewed, _: NoticeContext) -> Said | None:
     if p.outcome is ev.ReviewOutcome.INELIGIBLE:
-        return "ineligible", {
-            "rules_version": p.rules_version,
-            "reasons": _lines([f.message_de for f in p.findings if not f.passed]),
-        }
+        failed = [f for f in p.findings if not f.passed]
+        values = {"rules_version": p.rules_version, "reasons": _lines([f.message_de for f in failed])}
+        return Said("ineligible", values, {"rules_version": p.rules_version, "reasons": _reasons(failed)})
     if p.outcome is ev.ReviewOutcome.NEEDS_MANUAL_REVIEW:
-        return "manual_review", {"reasons": _lines([f.message_de for f in p.findings if f.needs_person])}
+        for_person = [f for f in p.findings if f.needs_person]
+        return Said("manual_review", {"reasons": _lines([f.message_de for f in for_person])}, {})
     return None
 
 
-def _waitlisted(p: ev.ApplicationWaitlisted) -> tuple[str, dict[str, Any]] | None:
-    return "waitlisted", {
-        "position": p.position,
-        "reason": WAITLIST_REASONS_DE[p.reason],
-        "amount": euro(p.amount_cents),
-    }
+def _documents_requested(p: ev.DocumentsRequested, _: NoticeContext) -> Said | None:
+    documents = _lines([DOCUMENTS_DE.get(kind, kind) for kind in p.documents])
+    facts = {"documents": list(p.documents), "message": p.message_de}
+    return Said("documents_requested", {"documents": documents, "message": p.message_de}, facts)
 
 
-def _decided(p: ev.ApplicationDecided) -> tuple[str, dict[str, Any]] | None:
+def _waitlisted(p: ev.ApplicationWaitlisted, _: NoticeContext) -> Said | None:
+    values = {"position": p.position, "reason": WAITLIST_REASONS_DE[p.reason], "amount": euro(p.amount_cents)}
+    facts = {"position": p.position, "reason": p.reason.value, "amount_cents": p.amount_cents}
+    return Said("waitlisted", values, facts)
+
+
+def _reserved(p: ev.FundsReserved, context: NoticeContext) -> Said | None:
+    """Budget reserves, commits and decides in one go by default, so the approval follows at once and a
+    reservation notice would only repeat it. Moving up from the waitlist is news, and always told."""
+    values = {"fiscal_year": p.fiscal_year, "year_amount": euro(p.amount_cents)}
+    facts = {"fiscal_year": p.fiscal_year, "amount_cents": p.amount_cents}
+    if context.promoted_amount_cents is not None:
+        values["amount"] = euro(context.promoted_amount_cents)
+        return Said("promoted", values, {**facts, "requested_amount_cents": context.promoted_amount_cents})
+    return Said("reserved", values, facts) if context.reservation_notices else None
+
+
+def _decided(p: ev.ApplicationDecided, _: NoticeContext) -> Said | None:
+    decided_at = berlin_time(p.decided_at)
     if p.decision is ev.Decision.APPROVED:
         funding = _lines([f"{f.fiscal_year}: {euro(f.amount_cents)}" for f in p.funding])
-        return "approved", {"amount": euro(p.amount_cents), "funding": funding, "decided_at": berlin_time(p.decided_at)}
-    budget_reasons = [DECISION_REASONS_DE[r] for r in p.reasons if r in DECISION_REASONS_DE]
+        facts = {
+            "amount_cents": p.amount_cents,
+            "funding": [f.model_dump(mode="json") for f in p.funding],
+            "decided_at": p.decided_at.isoformat(),
+        }
+        return Said("approved", {"amount": euro(p.amount_cents), "funding": funding, "decided_at": decided_at}, facts)
+    budget_reasons = [r for r in p.reasons if r in DECISION_REASONS_DE]
     if not budget_reasons:
         return None  # an ineligibility: the municipality already got the "ineligible" notice with every reason
-    return "rejected", {"reasons": _lines(budget_reasons), "decided_at": berlin_time(p.decided_at)}
+    values = {"reasons": _lines([DECISION_REASONS_DE[r] for r in budget_reasons]), "decided_at": decided_at}
+    return Said("rejected", values, {"reasons": budget_reasons, "decided_at": p.decided_at.isoformat()})
 
 
-def _withdrawn(p: ev.ApplicationWithdrawn) -> tuple[str, dict[str, Any]] | None:
-    return "withdrawn", {}
+def _withdrawn(p: ev.ApplicationWithdrawn, _: NoticeContext) -> Said | None:
+    return Said("withdrawn", {}, {"reason": p.reason})
 
 
-NOTICE_RULES: dict[type[Event], Callable[[Any], tuple[str, dict[str, Any]] | None]] = {
+NOTICE_RULES: dict[type[Event], Callable[[Any, NoticeContext], Said | None]] = {
     ev.ApplicationReceived: _receipt,
+    ev.ApplicationRejected: _intake_rejected,
     ev.ApplicationReviewed: _reviewed,
+    ev.DocumentsRequested: _documents_requested,
     ev.ApplicationWaitlisted: _waitlisted,
+    ev.FundsReserved: _reserved,
     ev.ApplicationDecided: _decided,
     ev.ApplicationWithdrawn: _withdrawn,
 }
 
 
-def notice_for(envelope: Envelope, event_class: type[Event]) -> Notice | None:
-    payload = envelope.payload(event_class)
-    decided = NOTICE_RULES[event_class](payload)
-    if decided is None:
+def notice_for(envelope: Envelope, event_class: type[Event], context: NoticeContext | None = None) -> Notice | None:
+    return notice_of(envelope.payload(event_class), context)
+
+
+def notice_of(payload: Event, context: NoticeContext | None = None) -> Notice | None:
+    said = NOTICE_RULES[type(payload)](payload, context or NoticeContext())
+    if said is None:
         return None
-    notice_type, values = decided
-    return render(notice_type, str(payload.application_id), values)  # type: ignore[attr-defined]
+    application_id: str | None = getattr(payload, "application_id", None)
+    portal_id: str | None = getattr(payload, "portal_id", None)
+    return render(said.notice_type, application_id, said.values, facts=said.facts, portal_id=portal_id)
+
+
+def callback_body(notice: Notice, notice_id: uuid.UUID, cause: Envelope) -> bytes:
+    """The portal's JSON, in the Standard Webhooks payload shape: ``type``, ``timestamp``, ``data``.
+    Rendered once when the notice is stored, so every attempt sends the same bytes."""
+    body = {
+        "type": f"notice.{notice.notice_type}",
+        "timestamp": cause.time.isoformat(),
+        "data": {
+            **notice.facts,
+            "notice_id": str(notice_id),
+            "notice_type": notice.notice_type,
+            "application_id": notice.application_id,
+            "event_id": cause.id,
+            "event_type": cause.type,
+            "subject": notice.subject,
+            "text": notice.text,
+        },
+    }
+    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
 def retry_delay(attempts: int, first_seconds: float, max_seconds: float, jitter: float) -> float:

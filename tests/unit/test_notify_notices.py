@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 from schemas import events as ev
 from schemas.application import FundingYear
 from schemas.envelope import Envelope, Event
-from services.notify.domain import TEMPLATES, berlin_time, euro, notice_for, notice_id, render, retry_delay
+from services.notify.domain import (
+    TEMPLATES,
+    NoticeContext,
+    berlin_time,
+    euro,
+    notice_for,
+    notice_id,
+    render,
+    retry_delay,
+)
 from tests.unit import factories as f
 
 pytestmark = pytest.mark.unit
@@ -142,8 +151,59 @@ CASES: dict[str, NoticeCase] = {
 }
 
 
+# Notices that need more than the event (a remembered promotion, a setting) or have no application yet.
+OTHER_CASES = {"documents_requested", "intake_rejected", "promoted", "reserved"}
+
+
 def test_every_template_has_a_case() -> None:
-    assert {p.stem for p in TEMPLATES.glob("*.txt")} == set(CASES)
+    assert {p.stem for p in TEMPLATES.glob("*.txt")} == set(CASES) | OTHER_CASES
+
+
+def test_documents_requested_lists_the_missing_documents_in_german() -> None:
+    event = ev.DocumentsRequested(
+        application_id=APP_ID,
+        requested_by="caseworker:anna",
+        documents=["cost_plan"],
+        message_de="Bitte reichen Sie den Kostenplan nach.",
+    )
+    notice = notice_for(envelope(event), ev.DocumentsRequested)
+    assert notice is not None
+    assert notice.notice_type == "documents_requested"
+    assert APP_ID in notice.subject
+    assert "Bitte reichen Sie den Kostenplan nach." in notice.text
+    assert "cost_plan" not in notice.text.replace("Kostenplan", ""), "document kinds are named in German"
+
+
+def test_a_submission_rejected_at_intake_gets_every_error_and_no_application_id() -> None:
+    problems = [
+        ev.ProblemItem(code="field.required", pointer="/contact", detail="Field required"),
+        ev.ProblemItem(
+            code="amount.requested_exceeds_eligible",
+            pointer="/project/requested_amount_cents",
+            detail="requested amount exceeds the eligible cost",
+        ),
+    ]
+    event = ev.ApplicationRejected(portal_id="portal-a", submission_id="sub-77", errors=problems)
+    notice = notice_for(envelope(event), ev.ApplicationRejected)
+    assert notice is not None
+    assert notice.application_id is None
+    assert "sub-77" in notice.subject
+    assert "/contact" in notice.text
+    assert "amount.requested_exceeds_eligible" in notice.text
+
+
+def test_a_reservation_is_told_only_when_asked_for_and_a_promotion_always() -> None:
+    event = ev.FundsReserved(application_id=APP_ID, fiscal_year=2027, amount_cents=f.REQUESTED, ready_at=RECEIVED)
+    assert notice_for(envelope(event), ev.FundsReserved) is None
+    reserved = notice_for(envelope(event), ev.FundsReserved, NoticeContext(reservation_notices=True))
+    assert reserved is not None
+    assert reserved.notice_type == "reserved"
+    assert "96.000,00 €" in reserved.text
+    promoted = notice_for(envelope(event), ev.FundsReserved, NoticeContext(promoted_amount_cents=f.REQUESTED))
+    assert promoted is not None
+    assert promoted.notice_type == "promoted"
+    assert "Warteliste" in promoted.text
+    assert "96.000,00 €" in promoted.text
 
 
 @pytest.mark.parametrize("notice_type", sorted(CASES))

@@ -1,0 +1,75 @@
+"""The registry of portal callback endpoints: only URLs registered here are ever called.
+
+    python -m services.notify.endpoints register PORTAL_ID URL   # prints the signing secret, once
+    python -m services.notify.endpoints revoke PORTAL_ID
+    python -m services.notify.endpoints list
+
+Registering a portal again replaces its URL and issues a new secret. The URL must be HTTPS;
+plain HTTP is accepted only to loopback outside production (local receivers). Reads
+NOTIFY_DATABASE_URL and NOTIFY_ENVIRONMENT like the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import asyncpg
+
+from runtime.db import migrate
+from services.notify import store, webhooks
+from services.notify.app import MIGRATIONS
+from services.notify.settings import NotifySettings
+
+
+async def register(conn: asyncpg.Connection, portal_id: str, url: str, environment: str) -> str:
+    webhooks.check_callback_url(url, environment)
+    secret = webhooks.new_secret()
+    await store.register_endpoint(conn, portal_id, url, secret)
+    return secret
+
+
+async def run(args: argparse.Namespace, settings: NotifySettings) -> int:
+    pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=1)
+    try:
+        await migrate(pool, MIGRATIONS)
+        async with pool.acquire() as conn:
+            if args.command == "register":
+                try:
+                    secret = await register(conn, args.portal_id, args.url, settings.environment)
+                except ValueError as err:
+                    print(f"refused: {err}", file=sys.stderr)
+                    return 2
+                print(secret)
+                print(f"registered {args.portal_id}; keep the secret, it is not shown again", file=sys.stderr)
+                return 0
+            if args.command == "revoke":
+                revoked = await store.revoke_endpoint(conn, args.portal_id)
+                print("revoked" if revoked else f"no active endpoint for {args.portal_id}", file=sys.stderr)
+                return 0 if revoked else 1
+            for row in await store.endpoints(conn):
+                state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
+                print(f"{row['portal_id']}\t{row['url']}\t{state}")
+            return 0
+    finally:
+        await pool.close()
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="python -m services.notify.endpoints", description=__doc__.split("\n")[0])
+    commands = cli.add_subparsers(dest="command", required=True)
+    register_cmd = commands.add_parser("register", help="register or replace a portal's callback URL")
+    register_cmd.add_argument("portal_id")
+    register_cmd.add_argument("url")
+    commands.add_parser("revoke", help="stop calling a portal").add_argument("portal_id")
+    commands.add_parser("list", help="show registered endpoints (never their secrets)")
+    return cli
+
+
+def main(argv: list[str]) -> int:
+    return asyncio.run(run(parser().parse_args(argv), NotifySettings()))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,150 @@
+"""The two ways a notice leaves notify: e-mail over SMTP and a signed callback to the portal.
+
+Each sender makes one attempt, bounded in time, and raises ``DeliveryError`` when it did not
+land. The error's text is recorded and published, so it never contains personal data (an SMTP
+server's reply can name the mailbox; we keep only its code) or secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from email.message import EmailMessage
+from typing import Protocol
+
+import aiohttp
+import aiosmtplib
+import asyncpg
+
+from services.notify import webhooks
+from services.notify.settings import NotifySettings
+
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+class DeliveryError(Exception):
+    """One attempt failed; the message is safe to store, log and publish."""
+
+
+class Sender(Protocol):
+    async def send(self, notice: asyncpg.Record) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def email_message(notice: asyncpg.Record, sender: str) -> EmailMessage:
+    """The notice id is the Message-ID: a copy sent again after a crash is recognisably the same mail."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = notice["email"]
+    message["Subject"] = notice["subject"]
+    message["Message-ID"] = f"<{notice['notice_id']}@{sender.rpartition('@')[2] or 'localhost'}>"
+    message["X-Notice-Id"] = str(notice["notice_id"])
+    message["X-Notice-Type"] = notice["notice_type"]
+    if notice["application_id"]:
+        message["X-Application-Id"] = notice["application_id"]
+    message.set_content(notice["body_text"])
+    message.add_alternative(notice["body_html"], subtype="html")
+    return message
+
+
+class EmailSender:
+    def __init__(self, settings: NotifySettings) -> None:
+        self._s = settings
+        self._tls: ssl.SSLContext | None = None
+        if settings.smtp_ca_file is not None:
+            self._tls = ssl.create_default_context(cafile=str(settings.smtp_ca_file))
+
+    async def send(self, notice: asyncpg.Record) -> None:
+        s = self._s
+        if not notice["email"]:
+            raise DeliveryError("no recipient address known")
+        try:
+            async with asyncio.timeout(s.smtp_timeout_seconds):
+                await aiosmtplib.send(
+                    email_message(notice, s.mail_from),
+                    hostname=s.smtp_host,
+                    port=s.smtp_port,
+                    use_tls=s.smtp_implicit_tls,
+                    start_tls=s.smtp_starttls,  # False: never upgrade, even if offered; True: required
+                    tls_context=self._tls,
+                    username=s.smtp_username,
+                    password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                    timeout=s.smtp_timeout_seconds,
+                )
+        except aiosmtplib.SMTPResponseException as err:
+            raise DeliveryError(f"SMTP {err.code} ({type(err).__name__})") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+            raise DeliveryError(f"SMTP {type(err).__name__}") from None
+
+    async def close(self) -> None:
+        return None
+
+
+class CallbackSender:
+    """POSTs the stored body to the portal's registered URL. Redirects are not followed: only the
+    registered URL is ever called. Only the status of the answer counts.
+
+    aiohttp rather than httpx here: one notify talks to many portals at once, and httpx's pool
+    slows down sharply past a few dozen connections (measured: 0.7 ms CPU per request at 4
+    connections, 2.9 ms at 32; aiohttp 0.14 ms at either).
+    """
+
+    def __init__(self, settings: NotifySettings) -> None:
+        self._s = settings
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop, on first use
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            s = self._s
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=s.max_in_flight, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(
+                    total=s.callback_timeout_seconds, sock_connect=s.callback_connect_timeout_seconds
+                ),
+                trust_env=False,
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def send(self, notice: asyncpg.Record) -> None:
+        if not notice["url"]:
+            raise DeliveryError("no active callback endpoint for the portal")
+        try:
+            url = webhooks.check_callback_url(notice["url"], self._s.environment)
+        except ValueError as err:
+            raise DeliveryError(f"callback endpoint refused: {err}") from None
+        body = bytes(notice["callback_body"])
+        headers = webhooks.headers(notice["secret"], str(notice["notice_id"]), int(time.time()), body)
+        try:
+            async with (
+                asyncio.timeout(self._s.callback_timeout_seconds),
+                self._client().post(
+                    url, data=body, headers=headers, allow_redirects=False, proxy=self._s.callback_proxy
+                ) as response,
+            ):
+                await _drain(response)
+        except TimeoutError:
+            raise DeliveryError("callback timed out") from None
+        except aiohttp.ClientConnectorError:
+            raise DeliveryError("callback could not connect") from None
+        except (aiohttp.ClientError, OSError) as err:
+            raise DeliveryError(f"callback failed ({type(err).__name__})") from None
+        if not 200 <= response.status < 300:
+            raise DeliveryError(f"callback answered HTTP {response.status}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read what the portal answers, up to a bound: a fully read answer keeps its connection for
+    the next callback; a portal answering with megabytes just loses it."""
+    received = 0
+    async for chunk in response.content.iter_any():
+        received += len(chunk)
+        if received > MAX_ANSWER_BYTES:
+            response.close()
+            return
