@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
 from runtime.logs import correlated
@@ -134,18 +135,44 @@ class TransactionalConsumer:
 
     async def _run(self) -> None:
         while not self._stopping:
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
-            if not batch:
-                await self._observe_lag()
-                continue
             try:
-                await self._process_batch([r for records in batch.values() for r in records])
+                await self._round()
             except Stopping:
                 return  # uncommitted records are redelivered to whoever takes the partitions
-            await self._consumer.commit()
-            if self._relay:
-                self._relay.wake()
+            except KafkaError:
+                # The broker is away or the group is moving. Go back to the last committed offsets, so
+                # a record fetched but not finished (say, its dead letter could not be sent) comes again.
+                log.warning("consumer round failed, rewinding and retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+                await self._rewind()
+
+    async def _rewind(self) -> None:
+        for tp in self._consumer.assignment():
+            try:
+                committed = await self._consumer.committed(tp)
+            except KafkaError:
+                log.warning("cannot read committed offsets yet", exc_info=True)
+                return
+            if committed is None:
+                await self._consumer.seek_to_committed(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    async def _round(self) -> None:
+        batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+        if not batch:
             await self._observe_lag()
+            return
+        await self._process_batch([r for records in batch.values() for r in records])
+        try:
+            await self._consumer.commit()
+        except (CommitFailedError, IllegalStateError):
+            # The group rebalanced mid-batch: whoever owns the partitions now gets the records
+            # again, and the inbox makes the second handling a no-op.
+            log.warning("offset commit lost to a rebalance; records will be redelivered")
+        if self._relay:
+            self._relay.wake()
+        await self._observe_lag()
 
     async def _observe_lag(self) -> None:
         """Publish lag per partition; mark caught up once every assigned partition is at its end."""

@@ -23,7 +23,7 @@ def body_text(message: Message) -> str:
     return str(part.get_content())
 
 
-async def wait_for_mails(sink: SmtpSink, application_id: str, count: int, timeout: float = 30) -> list[Message]:
+async def wait_for_mails(sink: SmtpSink, application_id: str, count: int, timeout: float = 90) -> list[Message]:
     for _ in range(int(timeout * 10)):
         if len(sink.for_application(application_id)) >= count:
             break
