@@ -17,7 +17,8 @@ mkdir -p "$RUN_DIR" "$LOG_DIR"
 start_process() {  # NAME COMMAND...
   local name="$1"; shift
   if pid_alive "$RUN_DIR/$name.pid"; then log "$name already running"; return 0; fi
-  (cd "$REPO_DIR" && nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 & echo $! >"$RUN_DIR/$name.pid")
+  # cd first, so the background job is the program itself and its pid is the one recorded.
+  (cd "$REPO_DIR" || exit 1; nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 & echo $! >"$RUN_DIR/$name.pid")
 }
 
 service_ready() { curl -sf "http://127.0.0.1:${PORTS[$1]}/ready" >/dev/null; }

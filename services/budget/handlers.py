@@ -141,7 +141,8 @@ async def decide(
     if not first:
         return []
     metrics.DECISIONS.labels(decided.decision.value).inc()
-    metrics.DECISION_LATENCY.observe((decided.decided_at - decided.received_at).total_seconds())
+    # Clamped: a receipt time from a clock ahead of ours must not make the histogram run backwards.
+    metrics.DECISION_LATENCY.observe(max(0.0, (decided.decided_at - decided.received_at).total_seconds()))
     outgoing = emit(decided, decided.application_id, cause_id=cause_id)
     if signer is None:
         return [outgoing]

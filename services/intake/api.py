@@ -1,198 +1,265 @@
-"""The portal-facing HTTP API: submit an application, read its status.
+"""The portal-facing HTTP API: submit, list, read and withdraw applications.
 
-A submission answers 202 only after the broker acknowledged ``application.received``.
+Every error is an RFC 9457 problem with a stable code; nothing a client sends produces a 500.
+A submission answers 202 only after the broker acknowledged ``application.received`` (acks=all).
 """
 
-import asyncio
-import hashlib
+import base64
+import binascii
 import json
-import uuid
-from datetime import UTC, datetime
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 
-from runtime.kafka import publish
+from runtime.consumer import TRANSIENT_ERRORS
 from runtime.problems import Problem, install_problem_handlers
-from schemas.application import FundingApplication
-from schemas.envelope import Envelope
-from schemas.events import ApplicationReceived
-from schemas.rules import Rules
-from schemas.topics import APPLICATIONS
+from schemas.events import ProblemItem
 from services.intake import store
-from services.intake.domain import application_id, validate_application
+from services.intake.auth import Portals
+from services.intake.domain import pointer
+from services.intake.metrics import SUBMISSIONS_REFUSED
+from services.intake.models import (
+    ApplicationPage,
+    ApplicationState,
+    ApplicationStatus,
+    ProblemDetails,
+    Receipt,
+    Withdrawal,
+    WithdrawalRequest,
+)
+from services.intake.openapi import complete
+from services.intake.policy import PortalAccess
 from services.intake.settings import IntakeSettings
+from services.intake.submission import Submissions
+from services.intake.withdrawals import Withdrawals, not_found
 
-SOURCE = "/egov/intake"
-RETRY_AFTER_SECONDS = "5"
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+CATEGORY_PATTERN = r"^[a-z0-9_]{1,40}$"
+APPLICATION_ID = re.compile(r"TH-EGOV-[0-9]{4}-[0-9]{6,}")
 
 
+@dataclass(frozen=True)
 class Intake:
     """What the routes need, passed in by the composition root."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, rules: Rules, settings: IntakeSettings) -> None:
-        self.pool, self.producer, self.rules, self.settings = pool, producer, rules, settings
-
-    async def portal(self, authorization: Annotated[str | None, Header()] = None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Problem(
-                401,
-                "auth.required",
-                "A portal token is required",
-                headers={"WWW-Authenticate": 'Bearer realm="egov-intake"'},
-            )
-        portal_id = await store.portal_for_token(self.pool, token.strip())
-        if portal_id is None:
-            raise Problem(
-                401,
-                "auth.invalid_token",
-                "The portal token is unknown or revoked",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        return portal_id
-
-    async def read_body(self, request: Request) -> bytes:
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise Problem(415, "request.unsupported_media_type", "Send the application as application/json")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-            raise Problem(413, "request.too_large", f"The body exceeds {self.settings.max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > self.settings.max_body_bytes:
-                raise Problem(413, "request.too_large", f"The body exceeds {self.settings.max_body_bytes} bytes")
-        return bytes(body)
-
-    def receipt(self, app_id: str, received_at: datetime, category_open: bool) -> dict[str, Any]:
-        return {
-            "application_id": app_id,
-            "status": "received",
-            "received_at": received_at.isoformat(),
-            "status_url": f"{self.settings.public_base_url}/v1/applications/{app_id}",
-            "category_open": category_open,
-            "category_notice": None
-            if category_open
-            else "This category is currently paused: the application is kept and waits until funds are released.",
-        }
-
-    async def publish_received(
-        self, portal_id: str, application: FundingApplication, app_id: str, event_id: str, received_at: datetime
-    ) -> dict[str, Any]:
-        """Publish and wait for acks=all; the same ids on a retry make the same event."""
-        category = self.rules.category(application.project.category)
-        category_open = bool(category and category.open)
-        event = ApplicationReceived(
-            application_id=app_id,
-            portal_id=portal_id,
-            received_at=received_at,
-            category_open=category_open,
-            application=application,
-        )
-        envelope = Envelope.wrap(
-            event, source=SOURCE, subject=app_id, actor=f"portal:{portal_id}", event_id=event_id, time=received_at
-        )
-        try:
-            await asyncio.wait_for(
-                publish(self.producer, APPLICATIONS, app_id, envelope), self.settings.publish_timeout_ms / 1000
-            )
-        except (KafkaError, TimeoutError) as err:
-            raise Problem(
-                503,
-                "broker.unavailable",
-                "The submission could not be queued; retry later",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            ) from err
-        await store.upsert_status(
-            self.pool,
-            application_id=app_id,
-            portal_id=portal_id,
-            applicant_ags=application.applicant.ags,
-            category=application.project.category,
-            amount_cents=application.project.requested_amount_cents,
-            received_at=received_at,
-        )
-        return self.receipt(app_id, received_at, category_open)
-
-    async def submit(self, request: Request, portal_id: str, idempotency_key: str | None) -> JSONResponse:
-        body = await self.read_body(request)
-        # The receipt time is taken on acceptance, before queueing: first come, first served builds on it.
-        received_at = datetime.now(UTC)
-        result = validate_application(body, self.rules)
-        if not isinstance(result, FundingApplication):
-            raise Problem(
-                422,
-                "application.invalid",
-                "The application is invalid",
-                f"{len(result)} problem(s) found",
-                errors=result,
-            )
-        app_id = application_id(received_at, await store.next_application_number(self.pool))
-        event_id = str(uuid.uuid4())
-        if idempotency_key is None:
-            return accepted(await self.publish_received(portal_id, result, app_id, event_id, received_at))
-        digest = hashlib.sha256(body).digest()
-        claim = await store.claim_idempotency_key(
-            self.pool, portal_id, idempotency_key, digest, app_id, event_id, received_at
-        )
-        if claim["body_sha256"] != digest:
-            raise Problem(409, "idempotency.key_reused", "This Idempotency-Key was used with another body")
-        if claim["application_id"] != app_id:
-            return accepted(await self.await_original(portal_id, idempotency_key, result))
-        receipt = await self.publish_received(portal_id, result, app_id, event_id, received_at)
-        await store.store_response(self.pool, portal_id, idempotency_key, receipt)
-        return accepted(receipt)
-
-    async def await_original(self, portal_id: str, key: str, application: FundingApplication) -> dict[str, Any]:
-        """Another request holds this key: return its answer, or finish its publish if it failed."""
-        patience = self.settings.publish_timeout_ms / 1000 + 1
-        while True:
-            record = await store.idempotency_record(self.pool, portal_id, key)
-            assert record is not None, "idempotency records are never deleted"
-            if record["response"] is not None:
-                return dict(json.loads(record["response"]))
-            if (datetime.now(UTC) - record["created_at"]).total_seconds() > patience:
-                break  # the original request gave up (503); finish its work with its ids
-            await asyncio.sleep(0.05)
-        receipt = await self.publish_received(
-            portal_id, application, record["application_id"], record["event_id"], record["received_at"]
-        )
-        await store.store_response(self.pool, portal_id, key, receipt)
-        return receipt
+    pool: asyncpg.Pool
+    portals: Portals
+    submissions: Submissions
+    withdrawals: Withdrawals
+    settings: IntakeSettings
 
 
-def accepted(receipt: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(receipt, status_code=202, headers={"Location": receipt["status_url"]})
+async def read_body(request: Request, max_bytes: int, *, required: bool = True) -> bytes:
+    """The body, at most ``max_bytes`` (413), JSON only (415); an optional body may be empty."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if required and media_type != JSON:
+        raise Problem(415, "request.unsupported_media_type", "Send the body as application/json")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise Problem(413, "request.too_large", f"The body exceeds {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise Problem(413, "request.too_large", f"The body exceeds {max_bytes} bytes")
+    if body and media_type != JSON:
+        raise Problem(415, "request.unsupported_media_type", "Send the body as application/json")
+    return bytes(body)
+
+
+def plausible_id(application_id: str) -> bool:
+    """Only well-formed ids reach the database (a NUL byte in a path must be a 404, not a driver error)."""
+    return len(application_id) <= 40 and APPLICATION_ID.fullmatch(application_id) is not None
+
+
+def encode_cursor(received_at: datetime, application_id: str) -> str:
+    raw = json.dumps([received_at.isoformat(), application_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        received_at, application_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        after = datetime.fromisoformat(received_at)
+        if after.tzinfo is None or not isinstance(application_id, str) or not plausible_id(application_id):
+            raise ValueError("cursor fields")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as err:
+        raise Problem(400, "request.invalid_cursor", "The cursor is not one this API handed out") from err
+    return after, application_id
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is away (restarting, overloaded): the client may retry, nothing was accepted."""
+    log.warning("database unavailable", extra={"route": request.url.path, "error_type": type(exc).__name__})
+    problem = Problem(
+        503, "database.unavailable", "The request could not be handled now; retry later", headers={"Retry-After": "5"}
+    )
+    return problem.response(request.url.path)
+
+
+def withdrawal_reason(body: bytes) -> str | None:
+    if not body:
+        return None
+    try:
+        return WithdrawalRequest.model_validate_json(body).reason
+    except ValidationError as err:
+        errors = [
+            ProblemItem(code="field.invalid", pointer=pointer(*e["loc"]), detail=e["msg"])
+            for e in err.errors(include_url=False)
+        ]
+        raise Problem(422, "request.invalid", "The withdrawal request is invalid", errors=errors) from err
+
+
+NOT_FOUND = "No such application for this portal (another portal's application looks the same)"
+COMMON_PROBLEMS = {
+    401: "Missing, unknown or revoked portal token",
+    422: "Invalid parameters or body: every error, each with a JSON pointer and a code",
+    429: "Rate limit of this portal exceeded; see Retry-After",
+}
+
+
+def problems(more: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: each error status documented as problem details."""
+    described = {**COMMON_PROBLEMS, **(more or {})}
+    return {status: {"model": ProblemDetails, "description": text} for status, text in sorted(described.items())}
 
 
 def build_api(intake: Intake) -> FastAPI:
     app = FastAPI(
         title="Thüringen E-Government funding: application intake",
         version="1.0.0",
-        description="Municipal portals submit funding applications and follow their status.",
+        description="Municipal portals submit funding applications, follow their status and withdraw them.",
     )
     install_problem_handlers(app)
-    Portal = Annotated[str, Depends(intake.portal)]
+    for transient in TRANSIENT_ERRORS:
+        if issubclass(transient, Exception):
+            app.add_exception_handler(transient, store_unavailable)
+    bearer = HTTPBearer(auto_error=False, description="The portal's token, issued by `services.intake.portals`")
 
-    @app.post("/v1/applications", status_code=202, summary="Submit a funding application")
+    async def portal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> PortalAccess:
+        return await intake.portals.authenticate(f"Bearer {credentials.credentials}" if credentials else None)
+
+    Portal = Annotated[PortalAccess, Depends(portal)]
+
+    @app.post(
+        "/v1/applications",
+        status_code=202,
+        summary="Submit a funding application",
+        responses={
+            202: {"model": Receipt, "description": "Received: the broker acknowledged the application"},
+            **problems(
+                {
+                    403: "The portal may not submit for this applicant",
+                    409: "Idempotency-Key reused with another body, or the applicant's quota of open applications"
+                    " for a fiscal year is used up",
+                    413: "Body too large",
+                    415: "Body is not application/json",
+                    422: "The application is invalid: every error, each with a JSON pointer and a code",
+                    503: "The broker is unreachable: nothing was accepted; retry after Retry-After",
+                }
+            ),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/FundingApplication"}}},
+            }
+        },
+    )
     async def submit(
         request: Request,
-        portal_id: Portal,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> JSONResponse:
-        return await intake.submit(request, portal_id, idempotency_key)
+        portal: Portal,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                min_length=1,
+                max_length=200,
+                description="Same key and same body: the original answer. Same key, other body: 409.",
+            ),
+        ] = None,
+    ) -> Response:
+        try:
+            body = await read_body(request, intake.settings.max_body_bytes)
+            receipt = await intake.submissions.submit(portal, body, idempotency_key)
+        except Problem as problem:
+            SUBMISSIONS_REFUSED.labels("http", problem.code).inc()
+            raise
+        # Sorted keys: a replayed answer (read back from jsonb) is byte for byte the original one.
+        content = json.dumps(receipt, sort_keys=True, separators=(",", ":"))
+        return Response(content, 202, headers={"Location": receipt["status_url"]}, media_type=JSON)
 
-    @app.get("/v1/applications/{application_id}", summary="Status and timeline of one application")
-    async def status(application_id: str, portal_id: Portal) -> dict[str, Any]:
-        view = await store.application_view(intake.pool, application_id, portal_id)
+    @app.get(
+        "/v1/applications",
+        summary="The portal's own applications, oldest first",
+        responses=problems({400: "The cursor is not one this API handed out"}),
+    )
+    async def list_applications(
+        portal: Portal,
+        status: ApplicationState | None = None,
+        category: Annotated[str | None, Query(pattern=CATEGORY_PATTERN)] = None,
+        fiscal_year: Annotated[int | None, Query(ge=2019, le=2100)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> ApplicationPage:
+        where = store.ListFilter(status.value if status else None, category, fiscal_year)
+        after = decode_cursor(cursor) if cursor else None
+        rows = await store.list_applications(intake.pool, portal.portal_id, where, after, limit + 1)
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor(last["received_at"], last["application_id"]) if last else None
+        return ApplicationPage.model_validate({"items": rows[:limit], "next_cursor": next_cursor})
+
+    @app.get(
+        "/v1/applications/{application_id}",
+        summary="Status and timeline of one application",
+        responses=problems({404: NOT_FOUND}),
+    )
+    async def status_of(application_id: str, portal: Portal) -> ApplicationStatus:
+        if not plausible_id(application_id):
+            raise not_found()
+        view = await store.application_view(intake.pool, application_id, portal.portal_id)
         if view is None:
-            raise Problem(404, "application.not_found", "No such application for this portal")
-        return view
+            raise not_found()
+        return ApplicationStatus.model_validate(view)
 
+    @app.post(
+        "/v1/applications/{application_id}/withdrawal",
+        status_code=202,
+        summary="Withdraw an application (allowed until it is decided)",
+        responses={
+            202: {"model": Withdrawal, "description": "Withdrawn: the broker acknowledged the withdrawal"},
+            **problems(
+                {
+                    404: NOT_FOUND,
+                    409: "Already decided, already withdrawn, or a withdrawal is under way",
+                    413: "Body too large",
+                    415: "Body is not application/json",
+                    503: "The broker is unreachable: nothing was withdrawn; retry after Retry-After",
+                }
+            ),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/WithdrawalRequest"}}},
+            }
+        },
+    )
+    async def withdraw(application_id: str, request: Request, portal: Portal) -> JSONResponse:
+        if not plausible_id(application_id):
+            raise not_found()
+        reason = withdrawal_reason(await read_body(request, 4096, required=False))
+        answer = await intake.withdrawals.withdraw(portal, application_id, reason)
+        return JSONResponse(answer, status_code=202)
+
+    app.openapi = lambda: complete(app)  # type: ignore[method-assign]
     return app

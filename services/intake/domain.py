@@ -187,7 +187,7 @@ def validate_application(body: bytes | str | dict[str, Any], rules: Rules) -> Fu
     """The application, or every problem with it at once."""
     try:
         raw = json.loads(body) if isinstance(body, bytes | str) else body
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return [ProblemItem(code="body.invalid_json", pointer="", detail="the body is not valid JSON")]
     problems: list[ProblemItem] = []
     application: FundingApplication | None = None

@@ -1,11 +1,15 @@
-"""The status projection: every application event moves the read model forward.
+"""Intake's event handlers: the Kafka ingress of submissions, and the status projection.
 
-Routing is data: ``STATUS_ROUTES`` maps each event type to what it means for the status.
+Both run in the transactional consumer (inbox, state change and outbox in one transaction).
+Routing is data: ``ingress_routes`` and ``STATUS_ROUTES`` say what intake reacts to.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -13,8 +17,115 @@ import asyncpg
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas import events as ev
+from schemas.application import FundingApplication
 from schemas.envelope import Envelope, Event
+from schemas.events import ProblemItem
+from schemas.rules import Rules
+from schemas.topics import APPLICATIONS
 from services.intake import store
+from services.intake.domain import application_id, validate_application
+from services.intake.metrics import APPLICATIONS_RECEIVED, SUBMISSIONS_REFUSED
+from services.intake.policy import fiscal_years, quota_problem, scope_problem, unstorable_text
+from services.intake.submission import SOURCE
+
+# --- the Kafka ingress: submissions published by portals ----------------------------------------
+
+UNKNOWN_PORTAL = ProblemItem(code="portal.unknown", pointer="/portal_id", detail="no registered portal has this id")
+ID_REUSED = ProblemItem(
+    code="submission.id_reused",
+    pointer="/submission_id",
+    detail="this submission_id was already used by this portal for another application",
+)
+
+
+def body_digest(application: dict[str, object]) -> bytes:
+    """The same application always hashes the same, however the portal ordered its keys."""
+    canonical = json.dumps(application, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def rejected(cause: Envelope, command: ev.SubmitApplication, errors: list[ProblemItem]) -> list[Outgoing]:
+    """Every error at once, keyed by the submission (there is no application)."""
+    code = errors[0].code if len(errors) == 1 else "application.invalid"
+    SUBMISSIONS_REFUSED.labels("kafka", code).inc()
+    event = ev.ApplicationRejected(portal_id=command.portal_id, submission_id=command.submission_id, errors=errors)
+    envelope = Envelope.wrap(event, source=SOURCE, subject=command.submission_id, cause=cause, actor=cause.actor)
+    return [Outgoing(APPLICATIONS, command.submission_id, envelope)]
+
+
+async def on_submission(
+    conn: asyncpg.Connection, envelope: Envelope, rules: Rules, quota: store.Quota
+) -> Sequence[Outgoing]:
+    command = envelope.payload(ev.SubmitApplication)
+    portal = await store.portal_by_id(conn, command.portal_id)
+    if portal is None:
+        return rejected(envelope, command, [UNKNOWN_PORTAL])
+    digest = body_digest(command.application)
+    earlier = await store.submission(conn, command.portal_id, command.submission_id)
+    if earlier is not None:
+        # The same submission published again: its application exists, nothing more to do.
+        return () if bytes(earlier["body_sha256"]) == digest else rejected(envelope, command, [ID_REUSED])
+    application = validate_application(command.application, rules)
+    if isinstance(application, list):
+        return rejected(envelope, command, application)
+    refused = await admission_problems(conn, portal, application, quota)
+    if refused:
+        return rejected(envelope, command, refused)
+    return await receive(conn, envelope, command, application, digest, rules)
+
+
+async def admission_problems(
+    conn: asyncpg.Connection, portal: asyncpg.Record, application: FundingApplication, quota: store.Quota
+) -> list[ProblemItem]:
+    """The checks after validation, as over HTTP: storable text, the portal's scope, the applicant's quota."""
+    prefixes = portal["ags_prefixes"]
+    refused = unstorable_text(application) or [
+        p for p in [scope_problem(tuple(prefixes) if prefixes is not None else None, application)] if p
+    ]
+    if refused:
+        return refused
+    full = await store.full_year(conn, application.applicant.ags, fiscal_years(application), quota)
+    return [quota_problem(full, quota.cap)] if full else []
+
+
+async def receive(
+    conn: asyncpg.Connection,
+    cause: Envelope,
+    command: ev.SubmitApplication,
+    application: FundingApplication,
+    digest: bytes,
+    rules: Rules,
+) -> list[Outgoing]:
+    """Number the application, remember the submission, show the status, stage application.received."""
+    received_at = datetime.now(UTC)
+    [number] = await store.application_numbers(conn, 1)
+    category = rules.category(application.project.category)
+    received = ev.ApplicationReceived(
+        application_id=application_id(received_at, number),
+        portal_id=command.portal_id,
+        received_at=received_at,
+        category_open=bool(category and category.open),
+        application=application,
+        submission_id=command.submission_id,
+    )
+    out = Envelope.wrap(
+        received, source=SOURCE, subject=received.application_id, cause=cause, actor=f"portal:{command.portal_id}"
+    )
+    await store.record_submission(
+        conn, command.portal_id, command.submission_id, digest, store.StatusRow.of(received), out.id
+    )
+    APPLICATIONS_RECEIVED.labels(application.project.category).inc()
+    return [Outgoing(APPLICATIONS, received.application_id, out)]
+
+
+def ingress_routes(rules: Rules, quota: store.Quota) -> dict[str, Handler]:
+    async def submitted(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+        return await on_submission(conn, envelope, rules, quota)
+
+    return {ev.SubmitApplication.wire_type(): submitted}
+
+
+# --- the status projection: every application event moves the read model forward ----------------
 
 # event -> (status or None for "no status change", public detail for the timeline)
 Projection = Callable[[Any], tuple[str | None, dict[str, Any]]]
@@ -22,6 +133,7 @@ Projection = Callable[[Any], tuple[str | None, dict[str, Any]]]
 PROJECTIONS: dict[type[Event], Projection] = {
     ev.ApplicationReceived: lambda p: ("received", {"category_open": p.category_open}),
     ev.ApplicationReviewed: lambda p: (p.outcome.value, {"rules_version": p.rules_version}),
+    ev.DocumentsRequested: lambda p: (None, {"documents": p.documents}),
     ev.FundsReserved: lambda p: ("funds_reserved", {"fiscal_year": p.fiscal_year, "amount_cents": p.amount_cents}),
     ev.FundsCommitted: lambda p: (None, {"fiscal_year": p.fiscal_year, "amount_cents": p.amount_cents}),
     ev.ApplicationWaitlisted: lambda p: ("waitlisted", {"position": p.position, "reason": p.reason.value}),
@@ -35,25 +147,13 @@ PROJECTIONS: dict[type[Event], Projection] = {
 def project(event_class: type[Event], projection: Projection) -> Handler:
     async def handle(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
         payload = envelope.payload(event_class)
-        application_id = getattr(payload, "application_id", None)
-        if application_id is None:
+        app_id = getattr(payload, "application_id", None)
+        if app_id is None:
             return ()
         if isinstance(payload, ev.ApplicationReceived):
-            await store.upsert_status(
-                conn,
-                application_id=application_id,
-                portal_id=payload.portal_id,
-                applicant_ags=payload.application.applicant.ags,
-                category=payload.application.project.category,
-                amount_cents=payload.application.project.requested_amount_cents,
-                received_at=payload.received_at,
-            )
+            await store.upsert_status(conn, store.StatusRow.of(payload))
         status, detail = projection(payload)
-        if status is not None:
-            await store.advance_status(conn, application_id, status, envelope.time)
-        await store.add_timeline_entry(
-            conn, envelope.id, application_id, event_class.event_type, status or "unchanged", envelope.time, detail
-        )
+        await store.project(conn, envelope.id, app_id, event_class.event_type, status, envelope.time, detail)
         return ()
 
     return handle

@@ -1,3 +1,5 @@
+"""Intake's settings: ``INTAKE_*`` environment variables, validated at start-up."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +18,16 @@ class IntakeSettings(ServiceSettings):
     database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov_intake")
     rules_file: Path = DEFAULT_RULES
     public_base_url: str = "http://127.0.0.1:8001"
-    # A submission gets 202 only after the broker acknowledged it; past this it gets 503.
+    # A submission gets 202 only after the broker acknowledged it; past this it gets 503 and was not written.
     publish_timeout_ms: int = Field(default=5_000, ge=500)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Per-portal token bucket (per instance); a portal's own row in `portals` may override both.
+    rate_limit_per_second: float = Field(default=20.0, gt=0)
+    rate_limit_burst: int = Field(default=40, ge=1)
+    # Quota: open applications (received, not yet decided or withdrawn) per applicant and fiscal year.
+    max_open_applications_per_year: int = Field(default=5, ge=1)
+    # How long a portal's credential is trusted from memory; a revocation takes effect within this time.
+    portal_cache_seconds: float = Field(default=5.0, ge=0)
+    # The status view's consumer name (consumer group ``intake-<name>``); a new name rebuilds it from the topics.
+    status_view: str = Field(default="status", pattern=r"^[a-z0-9-]{1,40}$")
+    database_pool_size: int = Field(default=10, ge=2, le=100)

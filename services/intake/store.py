@@ -1,98 +1,282 @@
-"""Intake's SQL: portals, idempotency records, application numbers and the status read model."""
+"""Intake's SQL: portals, idempotency and quota claims, Kafka-path submissions, and the status read model."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from schemas.events import ApplicationReceived
 from services.intake.domain import STATUS_RANK
+from services.intake.policy import fiscal_years
+
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
+T = TypeVar("T")
+DEADLOCK_ATTEMPTS = 5
 
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def portal_for_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> str | None:
+# --- portals -------------------------------------------------------------------------------------
+
+PORTAL_COLUMNS = "portal_id, rate_per_second, rate_burst, ags_prefixes"
+
+
+async def portal_by_digest(conn: Db, digest: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {PORTAL_COLUMNS} FROM portals WHERE token_sha256 = $1 AND revoked_at IS NULL",  # noqa: S608
+        digest,
+    )
+
+
+async def portal_by_id(conn: Db, portal_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {PORTAL_COLUMNS} FROM portals WHERE portal_id = $1 AND revoked_at IS NULL",  # noqa: S608
+        portal_id,
+    )
+
+
+# --- application numbers ---------------------------------------------------------------------------
+
+
+async def application_numbers(conn: Db, count: int) -> list[int]:
+    rows = await conn.fetch("SELECT nextval('application_number') AS n FROM generate_series(1, $1)", count)
+    return [r["n"] for r in rows]
+
+
+# --- HTTP submissions: claim before publishing, record after the acknowledgement ---------------------
+
+
+@dataclass(frozen=True)
+class Quota:
+    cap: int
+    final_rank: int
+    pending: timedelta
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What an HTTP submission claims before it is published."""
+
+    portal_id: str
+    key: str | None
+    body_sha256: bytes
+    application_id: str
+    event_id: str
+    received_at: datetime
+    applicant_ags: str
+    fiscal_years: list[int]
+
+
+_CLAIM = """
+SELECT c.* FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+                       $8::text[]) WITH ORDINALITY
+         AS r(portal_id, idempotency_key, body_sha256, application_id, event_id, received_at, applicant_ags,
+              fiscal_years, n)
+CROSS JOIN LATERAL intake_claim(r.portal_id, r.idempotency_key, r.body_sha256, r.application_id, r.event_id,
+                                r.received_at, r.applicant_ags, r.fiscal_years::int[], $9, $10, $11) c
+ORDER BY r.n
+"""
+
+
+async def claim(conn: Db, quota: Quota, claims: Sequence[Claim]) -> list[asyncpg.Record]:
+    """Idempotency key, quota check and pending claim of many submissions in one statement (see
+    migration 002), one row per claim. Claims go in applicant order, so concurrent statements take
+    the applicants' locks in the same order; a deadlock all the same rolls the statement back whole,
+    and it is retried."""
+    order = sorted(range(len(claims)), key=lambda i: (claims[i].applicant_ags, i))
+    ordered = [claims[i] for i in order]
+    arguments = (
+        [c.portal_id for c in ordered],
+        [c.key for c in ordered],
+        [c.body_sha256 for c in ordered],
+        [c.application_id for c in ordered],
+        [c.event_id for c in ordered],
+        [c.received_at for c in ordered],
+        [c.applicant_ags for c in ordered],
+        [pg_array(c.fiscal_years) for c in ordered],
+        quota.cap,
+        quota.final_rank,
+        quota.pending,
+    )
+    rows = await retry_deadlocks(lambda: conn.fetch(_CLAIM, *arguments))
+    answers: list[asyncpg.Record] = [None] * len(claims)
+    for position, row in zip(order, rows, strict=True):
+        answers[position] = row
+    return answers
+
+
+def pg_array(numbers: list[int]) -> str:
+    """An int[] literal: arrays of arrays do not unnest into rows of arrays, text does."""
+    return "{" + ",".join(map(str, numbers)) + "}"
+
+
+async def retry_deadlocks(statement: Callable[[], Awaitable[T]]) -> T:
+    """Run a statement that is safe to repeat; PostgreSQL rolled back the one it chose as deadlock victim."""
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            return await statement()
+        except asyncpg.DeadlockDetectedError:
+            if attempt == DEADLOCK_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def idempotency_record(conn: Db, portal_id: str, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM idempotency_keys WHERE portal_id = $1 AND idempotency_key = $2", portal_id, key
+    )
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """What the status view knows of an application from its received event."""
+
+    application_id: str
+    portal_id: str
+    applicant_ags: str
+    category: str
+    amount_cents: int
+    received_at: datetime
+    fiscal_years: list[int]
+
+    @classmethod
+    def of(cls, event: ApplicationReceived) -> StatusRow:
+        project = event.application.project
+        return cls(
+            application_id=event.application_id,
+            portal_id=event.portal_id,
+            applicant_ags=event.application.applicant.ags,
+            category=project.category,
+            amount_cents=project.requested_amount_cents,
+            received_at=event.received_at,
+            fiscal_years=fiscal_years(event.application),
+        )
+
+    def values(self) -> tuple[Any, ...]:
+        return (
+            self.application_id,
+            self.portal_id,
+            self.applicant_ags,
+            self.category,
+            self.amount_cents,
+            self.received_at,
+            self.fiscal_years,
+            STATUS_RANK["received"],
+        )
+
+
+_INSERT_STATUS = (
+    "INSERT INTO application_status (application_id, portal_id, applicant_ags, category, amount_cents,"
+    " received_at, fiscal_years, status, status_rank, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $6) ON CONFLICT (application_id) DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An HTTP submission the broker acknowledged: its status row and the answer for its key."""
+
+    status: StatusRow
+    key: str | None
+    response: dict[str, Any]
+
+
+_RECORD_ACCEPTED = """
+WITH rows AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
+                         $7::text[], $8::text[], $9::jsonb[])
+        AS r(application_id, portal_id, applicant_ags, category, amount_cents, received_at, fiscal_years,
+             idempotency_key, response)
+), status AS (
+    INSERT INTO application_status (application_id, portal_id, applicant_ags, category, amount_cents, received_at,
+                                    fiscal_years, status, status_rank, updated_at)
+    SELECT application_id, portal_id, applicant_ags, category, amount_cents, received_at, fiscal_years::int[],
+           'received', $10, received_at FROM rows
+    ON CONFLICT (application_id) DO NOTHING
+), claims AS (
+    DELETE FROM pending_claims WHERE application_id IN (SELECT application_id FROM rows)
+)
+UPDATE idempotency_keys k SET response = r.response FROM rows r
+ WHERE k.portal_id = r.portal_id AND k.idempotency_key = r.idempotency_key
+"""
+
+
+async def record_accepted(conn: Db, accepted: Sequence[Accepted]) -> list[None]:
+    """After the broker's acknowledgements, in one statement for many submissions: the status rows
+    (read-your-writes; the projection adds them too), the pending claims gone, the answers stored
+    for their Idempotency-Keys. The statement is idempotent, so a deadlock with the projection
+    (which writes the same rows in its own transactions) is simply retried."""
+    ordered = sorted(accepted, key=lambda a: a.status.application_id)
+    rows = [a.status for a in ordered]
+    arguments = (
+        [r.application_id for r in rows],
+        [r.portal_id for r in rows],
+        [r.applicant_ags for r in rows],
+        [r.category for r in rows],
+        [r.amount_cents for r in rows],
+        [r.received_at for r in rows],
+        [pg_array(r.fiscal_years) for r in rows],
+        [a.key for a in ordered],
+        [json.dumps(a.response) for a in ordered],
+        STATUS_RANK["received"],
+    )
+    await retry_deadlocks(lambda: conn.execute(_RECORD_ACCEPTED, *arguments))
+    return [None] * len(accepted)
+
+
+# --- Kafka-path submissions ----------------------------------------------------------------------
+
+
+async def full_year(conn: asyncpg.Connection, applicant_ags: str, fiscal_years: list[int], quota: Quota) -> int | None:
+    """The year in which the applicant's quota is used up; locks the applicant until the transaction ends."""
     return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT portal_id FROM portals WHERE token_sha256 = $1 AND revoked_at IS NULL", token_digest(token)
+        "SELECT intake_full_year($1, $2, $3, $4, $5)",
+        applicant_ags,
+        fiscal_years,
+        quota.cap,
+        quota.final_rank,
+        quota.pending,
     )
 
 
-async def next_application_number(conn: asyncpg.Connection | asyncpg.Pool) -> int:
-    return await conn.fetchval("SELECT nextval('application_number')")  # type: ignore[no-any-return]
-
-
-async def claim_idempotency_key(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    portal_id: str,
-    key: str,
-    body_sha256: bytes,
-    application_id: str,
-    event_id: str,
-    received_at: datetime,
-) -> asyncpg.Record:
-    """Insert the key, or return the row another request inserted first."""
-    row = await conn.fetchrow(
-        "INSERT INTO idempotency_keys (portal_id, idempotency_key, body_sha256, application_id, event_id, received_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING *",
-        portal_id,
-        key,
-        body_sha256,
-        application_id,
-        event_id,
-        received_at,
-    )
-    if row is not None:
-        return row
+async def submission(conn: asyncpg.Connection, portal_id: str, submission_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT * FROM idempotency_keys WHERE portal_id = $1 AND idempotency_key = $2", portal_id, key
+        "SELECT * FROM submissions WHERE portal_id = $1 AND submission_id = $2", portal_id, submission_id
     )
 
 
-async def idempotency_record(conn: asyncpg.Pool, portal_id: str, key: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM idempotency_keys WHERE portal_id = $1 AND idempotency_key = $2", portal_id, key
-    )
-
-
-async def store_response(conn: asyncpg.Pool, portal_id: str, key: str, response: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE idempotency_keys SET response = $3 WHERE portal_id = $1 AND idempotency_key = $2",
-        portal_id,
-        key,
-        json.dumps(response),
-    )
-
-
-async def upsert_status(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    application_id: str,
-    portal_id: str,
-    applicant_ags: str,
-    category: str,
-    amount_cents: int,
-    received_at: datetime,
+async def record_submission(
+    conn: asyncpg.Connection, portal_id: str, submission_id: str, body_sha256: bytes, status: StatusRow, event_id: str
 ) -> None:
     await conn.execute(
-        "INSERT INTO application_status (application_id, portal_id, applicant_ags, category, amount_cents,"
-        " status, status_rank, received_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, 'received', $6, $7, $7) ON CONFLICT (application_id) DO NOTHING",
-        application_id,
+        "INSERT INTO submissions (portal_id, submission_id, body_sha256, application_id, event_id, received_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         portal_id,
-        applicant_ags,
-        category,
-        amount_cents,
-        STATUS_RANK["received"],
-        received_at,
+        submission_id,
+        body_sha256,
+        status.application_id,
+        event_id,
+        status.received_at,
     )
+    await upsert_status(conn, status)
 
 
-async def advance_status(conn: asyncpg.Connection, application_id: str, status: str, occurred_at: datetime) -> None:
+# --- the status read model -----------------------------------------------------------------------
+
+
+async def upsert_status(conn: Db, status: StatusRow) -> None:
+    await conn.execute(_INSERT_STATUS, *status.values())
+
+
+async def advance_status(conn: Db, application_id: str, status: str, occurred_at: datetime) -> None:
     """Move forward only: a late event never overwrites a later state."""
     await conn.execute(
         "UPDATE application_status SET status = $2, status_rank = $3, updated_at = $4"
@@ -104,28 +288,41 @@ async def advance_status(conn: asyncpg.Connection, application_id: str, status: 
     )
 
 
-async def add_timeline_entry(
+async def project(
     conn: asyncpg.Connection,
     event_id: str,
     application_id: str,
     event_type: str,
-    status: str,
+    status: str | None,
     occurred_at: datetime,
     detail: dict[str, Any],
 ) -> None:
+    """The timeline entry, and the furthest status of the application's entries (see migration 003)."""
     await conn.execute(
-        "INSERT INTO application_timeline (event_id, application_id, event_type, status, occurred_at, detail)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        "SELECT intake_project($1, $2, $3, $4, $5, $6, $7)",
         event_id,
         application_id,
         event_type,
         status,
+        STATUS_RANK[status] if status else None,
         occurred_at,
         json.dumps(detail),
     )
 
 
-async def application_view(conn: asyncpg.Pool, application_id: str, portal_id: str) -> dict[str, Any] | None:
+def summary(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "application_id": row["application_id"],
+        "status": row["status"],
+        "category": row["category"],
+        "requested_amount_cents": row["amount_cents"],
+        "fiscal_years": list(row["fiscal_years"]),
+        "received_at": row["received_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+async def application_view(conn: Db, application_id: str, portal_id: str) -> dict[str, Any] | None:
     """Public fields only; another portal's application is indistinguishable from a missing one."""
     row = await conn.fetchrow(
         "SELECT * FROM application_status WHERE application_id = $1 AND portal_id = $2", application_id, portal_id
@@ -138,19 +335,75 @@ async def application_view(conn: asyncpg.Pool, application_id: str, portal_id: s
         application_id,
     )
     return {
-        "application_id": row["application_id"],
-        "status": row["status"],
-        "category": row["category"],
-        "requested_amount_cents": row["amount_cents"],
-        "received_at": row["received_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        **summary(row),
         "timeline": [
             {
                 "type": t["event_type"],
                 "status": t["status"],
-                "time": t["occurred_at"].isoformat(),
-                **json.loads(t["detail"]),
+                "time": t["occurred_at"],
+                "detail": json.loads(t["detail"]),
             }
             for t in timeline
         ],
     }
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    status: str | None = None
+    category: str | None = None
+    fiscal_year: int | None = None
+
+
+async def list_applications(
+    conn: Db, portal_id: str, where: ListFilter, after: tuple[datetime, str] | None, limit: int
+) -> list[dict[str, Any]]:
+    """The portal's applications in receipt order, after the cursor (keyset pagination)."""
+    rows = await conn.fetch(
+        "SELECT * FROM application_status WHERE portal_id = $1"
+        " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR category = $3)"
+        " AND ($4::int IS NULL OR fiscal_years @> ARRAY[$4::int])"
+        " AND ($5::timestamptz IS NULL OR (received_at, application_id) > ($5, $6))"
+        " ORDER BY received_at, application_id LIMIT $7",
+        portal_id,
+        where.status,
+        where.category,
+        where.fiscal_year,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [summary(r) for r in rows]
+
+
+# --- withdrawals ---------------------------------------------------------------------------------
+
+
+async def claim_withdrawal(
+    conn: Db, application_id: str, portal_id: str, final_rank: int, in_flight: timedelta
+) -> asyncpg.Record | None:
+    """Mark the withdrawal as being published, unless decided, withdrawn or already under way."""
+    return await conn.fetchrow(
+        "UPDATE application_status SET withdrawal_requested_at = now()"
+        " WHERE application_id = $1 AND portal_id = $2 AND status_rank < $3"
+        " AND (withdrawal_requested_at IS NULL OR withdrawal_requested_at < now() - $4::interval)"
+        " RETURNING status",
+        application_id,
+        portal_id,
+        final_rank,
+        in_flight,
+    )
+
+
+async def withdrawal_state(conn: Db, application_id: str, portal_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT status, withdrawal_requested_at FROM application_status WHERE application_id = $1 AND portal_id = $2",
+        application_id,
+        portal_id,
+    )
+
+
+async def release_withdrawal(conn: Db, application_id: str) -> None:
+    await conn.execute(
+        "UPDATE application_status SET withdrawal_requested_at = NULL WHERE application_id = $1", application_id
+    )

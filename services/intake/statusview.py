@@ -1,0 +1,78 @@
+"""Rebuild the status view from the topics, which keep every application event forever.
+
+The view (``application_status``, ``application_timeline``) is only a projection of those events,
+made by the consumer group ``intake-<INTAKE_STATUS_VIEW>`` (default ``intake-status``).
+
+In place, with every intake instance stopped (a group with live members refuses the rewind):
+
+    python -m services.intake.statusview rebuild
+
+rewinds the group to the start of every topic it reads, empties the view and forgets which events
+the view had handled (its inbox rows). The next start replays the whole log; ``/ready`` answers 503
+until the view has caught up. Without downtime, start the instances with a new view name instead
+(``INTAKE_STATUS_VIEW=status-2``): a new group and inbox replay every event into the same tables,
+which only moves statuses forward and adds missing timeline entries, so it repairs lost rows but
+not rows that were corrupted to a later state; those need the in-place rebuild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from runtime.db import create_pool
+from schemas.topics import Topic
+from services.intake.app import STATUS_TOPICS
+from services.intake.settings import IntakeSettings
+
+
+async def partitions_of(bootstrap: str, topics: list[Topic]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="intake-statusview")
+    await admin.start()
+    try:
+        described = await admin.describe_topics([t.name for t in topics])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
+
+
+async def rewind(bootstrap: str, group: str) -> int:
+    """Commit the earliest offset of every partition for the group; the number of partitions."""
+    partitions = await partitions_of(bootstrap, STATUS_TOPICS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        earliest = await consumer.beginning_offsets(partitions)
+        await consumer.commit(earliest)
+        return len(partitions)
+    finally:
+        await consumer.stop()
+
+
+async def rebuild(settings: IntakeSettings) -> str:
+    group = f"intake-{settings.status_view}"
+    partitions = await rewind(settings.kafka_bootstrap, group)
+    pool = await create_pool(settings.dsn, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("TRUNCATE application_status, application_timeline")
+            await conn.execute("DELETE FROM processed_events WHERE consumer = $1", group)
+    finally:
+        await pool.close()
+    return f"status view emptied; {group} rewound on {partitions} partitions: the next start replays the topics"
+
+
+def main(argv: list[str]) -> int:
+    if argv != ["rebuild"]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(asyncio.run(rebuild(IntakeSettings())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,187 @@
+"""An HTTP submission from body to receipt: validate, claim, publish (acks=all), record, answer.
+
+Round trips per accepted submission: one claim (idempotency key, quota, pending claim), the
+broker's acknowledgement, one record (status row, answer for the key). Application numbers are
+drawn from the database sequence in blocks, so ids stay unique across instances and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import asyncpg
+
+from runtime.problems import Problem
+from schemas.application import FundingApplication
+from schemas.envelope import Envelope
+from schemas.events import ApplicationReceived
+from schemas.rules import Rules
+from schemas.topics import APPLICATIONS
+from services.intake import store
+from services.intake.batching import Grouped
+from services.intake.domain import application_id, validate_application
+from services.intake.metrics import APPLICATIONS_RECEIVED
+from services.intake.policy import (
+    FINAL_RANK,
+    PortalAccess,
+    fiscal_years,
+    quota_problem,
+    scope_problem,
+    unstorable_text,
+)
+from services.intake.publisher import BoundedPublisher, BrokerUnavailable
+from services.intake.settings import IntakeSettings
+
+SOURCE = "/egov/intake"
+RETRY_AFTER_SECONDS = "5"
+PAUSED_NOTICE = "This category is currently paused: the application is kept and waits until funds are released."
+NUMBER_BLOCK = 50
+
+
+def broker_unavailable(what: str) -> Problem:
+    return Problem(
+        503,
+        "broker.unavailable",
+        f"The {what} could not be queued; retry later",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+class ApplicationNumbers:
+    """Numbers from the database sequence, fetched a block at a time (gaps are fine, repeats impossible)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._free: list[int] = []
+        self._lock = asyncio.Lock()
+
+    async def next(self) -> int:
+        if not self._free:
+            async with self._lock:
+                if not self._free:
+                    self._free = list(reversed(await store.application_numbers(self._pool, NUMBER_BLOCK)))
+        return self._free.pop()
+
+
+class Submissions:
+    def __init__(self, pool: asyncpg.Pool, publisher: BoundedPublisher, rules: Rules, settings: IntakeSettings) -> None:
+        self.pool, self.publisher, self.rules, self.settings = pool, publisher, rules, settings
+        self.numbers = ApplicationNumbers(pool)
+        self.patience = timedelta(milliseconds=settings.publish_timeout_ms + 1000)
+        self.quota = store.Quota(settings.max_open_applications_per_year, FINAL_RANK, self.patience * 2)
+        # Group commit: concurrent submissions share their claim and record statements.
+        self.claim: Grouped[store.Claim, asyncpg.Record] = Grouped(partial(store.claim, pool, self.quota))
+        self.record: Grouped[store.Accepted, None] = Grouped(partial(store.record_accepted, pool))
+
+    def receipt(self, app_id: str, received_at: datetime, category_open: bool) -> dict[str, Any]:
+        return {
+            "application_id": app_id,
+            "status": "received",
+            "received_at": received_at.isoformat(),
+            "status_url": f"{self.settings.public_base_url}/v1/applications/{app_id}",
+            "category_open": category_open,
+            "category_notice": None if category_open else PAUSED_NOTICE,
+        }
+
+    async def submit(self, portal: PortalAccess, body: bytes, key: str | None) -> dict[str, Any]:
+        """The receipt for a valid submission, or a Problem."""
+        # The receipt time is taken on acceptance, before queueing: first come, first served builds on it.
+        received_at = datetime.now(UTC)
+        application = self.valid(portal, body)
+        app_id = application_id(received_at, await self.numbers.next())
+        event_id = str(uuid.uuid4())
+        digest = hashlib.sha256(body).digest()
+        claim = await self.claim(
+            store.Claim(
+                portal_id=portal.portal_id,
+                key=key,
+                body_sha256=digest,
+                application_id=app_id,
+                event_id=event_id,
+                received_at=received_at,
+                applicant_ags=application.applicant.ags,
+                fiscal_years=fiscal_years(application),
+            )
+        )
+        if claim["outcome"] == "cap_exceeded":
+            problem = quota_problem(claim["full_year"], self.quota.cap)
+            raise Problem(409, problem.code, "Too many open applications", problem.detail, errors=[problem])
+        if claim["outcome"] == "existing":
+            if bytes(claim["body_sha256"]) != digest:
+                raise Problem(409, "idempotency.key_reused", "This Idempotency-Key was used with another body")
+            return await self.await_original(portal, key or "", application)
+        return await self.publish(portal, application, app_id, event_id, received_at, key)
+
+    def valid(self, portal: PortalAccess, body: bytes) -> FundingApplication:
+        result = validate_application(body, self.rules)
+        if not isinstance(result, FundingApplication):
+            raise Problem(
+                422,
+                "application.invalid",
+                "The application is invalid",
+                f"{len(result)} problem(s) found",
+                errors=result,
+            )
+        unstorable = unstorable_text(result)
+        if unstorable:
+            raise Problem(422, "application.invalid", "The application is invalid", errors=unstorable)
+        out_of_scope = scope_problem(portal.ags_prefixes, result)
+        if out_of_scope:
+            raise Problem(403, out_of_scope.code, "Not permitted for this applicant", errors=[out_of_scope])
+        return result
+
+    async def publish(
+        self,
+        portal: PortalAccess,
+        application: FundingApplication,
+        app_id: str,
+        event_id: str,
+        received_at: datetime,
+        key: str | None,
+    ) -> dict[str, Any]:
+        """Publish and wait for acks=all; the same ids on a retry make the same event."""
+        category = self.rules.category(application.project.category)
+        category_open = bool(category and category.open)
+        event = ApplicationReceived(
+            application_id=app_id,
+            portal_id=portal.portal_id,
+            received_at=received_at,
+            category_open=category_open,
+            application=application,
+        )
+        envelope = Envelope.wrap(
+            event,
+            source=SOURCE,
+            subject=app_id,
+            actor=f"portal:{portal.portal_id}",
+            event_id=event_id,
+            time=received_at,
+        )
+        try:
+            await self.publisher.publish(APPLICATIONS, app_id, envelope)
+        except BrokerUnavailable as err:
+            raise broker_unavailable("submission") from err
+        receipt = self.receipt(app_id, received_at, category_open)
+        await self.record(store.Accepted(store.StatusRow.of(event), key, receipt))
+        APPLICATIONS_RECEIVED.labels(application.project.category).inc()
+        return receipt
+
+    async def await_original(self, portal: PortalAccess, key: str, application: FundingApplication) -> dict[str, Any]:
+        """Another request holds this key: return its answer, or finish its publish if it gave up (503)."""
+        while True:
+            record = await store.idempotency_record(self.pool, portal.portal_id, key)
+            assert record is not None, "a claimed key is only deleted by the request that refused it"
+            if record["response"] is not None:
+                return dict(json.loads(record["response"]))
+            if datetime.now(UTC) - record["created_at"] > self.patience:
+                break
+            await asyncio.sleep(0.05)
+        return await self.publish(
+            portal, application, record["application_id"], record["event_id"], record["received_at"], key
+        )
