@@ -13,6 +13,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -26,7 +27,7 @@ FINAL = {"approved", "rejected", "withdrawn"}
 
 
 def demo_application() -> dict[str, object]:
-    application = json.loads((Path(__file__).parent / "application.json").read_text())
+    application: dict[str, Any] = json.loads((Path(__file__).parent / "application.json").read_text())
     # A fresh municipality each run, so the double-funding rule does not see an earlier demo.
     application["applicant"]["ags"] = f"16{random.randrange(10**6):06d}"
     application["partners"] = []

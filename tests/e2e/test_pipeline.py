@@ -20,7 +20,9 @@ pytestmark = pytest.mark.e2e
 
 def body_text(message: Message) -> str:
     part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
-    return str(part.get_content())
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(part.get_content_charset() or "utf-8")
 
 
 async def wait_for_mails(sink: SmtpSink, application_id: str, count: int, timeout: float = 90) -> list[Message]:
