@@ -8,23 +8,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
-
-
-def route_label(request: Request) -> str:
-    """The route template (``/v1/applications/{application_id}``), never the raw path: bounded labels."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
 
 
 def add_operational_routes(app: FastAPI, checks: Mapping[str, ReadinessCheck]) -> None:
@@ -42,15 +33,40 @@ def add_operational_routes(app: FastAPI, checks: Mapping[str, ReadinessCheck]) -
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(RequestMetrics)
+
+
+UNOBSERVED = frozenset({"/metrics", "/health", "/ready"})
+
+
+class RequestMetrics:
+    """Counts and times every request by route template, as plain ASGI: no request objects, no
+    extra task per request (a BaseHTTPMiddleware costs about 0.3 ms of CPU per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = route_label(request)
-        if route not in ("/metrics", "/health", "/ready"):
-            HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-            HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
-        return response
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            route = scope.get("route")
+            label = str(getattr(route, "path", "unmatched"))
+            if label not in UNOBSERVED:
+                HTTP_REQUESTS.labels(scope["method"], label, str(status)).inc()
+                HTTP_SECONDS.labels(scope["method"], label).observe(time.perf_counter() - started)
 
 
 async def _safe(check: ReadinessCheck) -> bool:
