@@ -1,5 +1,5 @@
 # One command for each habit. Every target does its own set-up on a fresh machine.
-.PHONY: bootstrap run stop status demo test test-unit check format schemas bench clean
+.PHONY: bootstrap run stop status demo test test-unit test-budget-deep check format schemas bench clean
 
 VENV := .venv/bin
 
@@ -27,6 +27,10 @@ test: bootstrap
 ## Unit tests only: no broker, no database.
 test-unit: bootstrap
 	@$(VENV)/pytest -m unit -q
+
+## The budget state machine with 10,000 examples instead of the default 1,000.
+test-budget-deep: bootstrap
+	@BUDGET_STATEFUL_EXAMPLES=10000 deploy/test.sh tests/integration/test_budget_state_machine.py -q
 
 check: bootstrap
 	$(VENV)/ruff check .
