@@ -8,6 +8,7 @@ topics first, so it sees only this test's events and never competes with the sui
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -199,7 +200,10 @@ async def test_killed_mid_delivery_and_restarted_sends_no_notice_under_a_new_id(
         await sink.stop()
 
     # Callbacks: some arrived twice (the crash interrupted them), always under the same id and body.
-    by_id = Counter(c.webhook_id for c in receiver.calls)
+    # Only receipts count: when the suite's services run too, they review these applications and
+    # later notices (ineligibility, ...) for the same portal arrive as well, under ids of their own.
+    receipt_calls = [c for c in receiver.calls if json.loads(c.body)["type"] == "notice.receipt"]
+    by_id = Counter(c.webhook_id for c in receipt_calls)
     assert set(by_id) == callbacks, "a callback under an unknown id, or one missing"
     assert max(by_id.values()) >= 2, "the kill did not land mid-delivery: the test proved nothing"
     for call in receiver.calls:
@@ -209,6 +213,8 @@ async def test_killed_mid_delivery_and_restarted_sends_no_notice_under_a_new_id(
     # Mails: resent copies carry the same Message-ID.
     message_ids: dict[str, set[str]] = {}
     for mail in sink.messages:
+        if not str(mail["Subject"]).startswith("Eingangsbestätigung"):
+            continue
         message_ids.setdefault(str(mail["X-Notice-Id"]), set()).add(str(mail["Message-ID"]))
     assert set(message_ids) == emails
     assert all(len(ids) == 1 for ids in message_ids.values())
@@ -220,4 +226,8 @@ async def test_killed_mid_delivery_and_restarted_sends_no_notice_under_a_new_id(
         return [e for e in seen if e.is_a(NotificationDelivered) and e.data["notice_id"] in wanted]
 
     events = ours(await read_topic(kafka_bootstrap, NOTIFICATIONS, lambda seen: len(ours(seen)) >= len(wanted)))
-    assert sorted(e.data["notice_id"] for e in events) == sorted(wanted)
+    delivered = Counter(e.data["notice_id"] for e in events)
+    assert set(delivered) == wanted
+    # Callbacks exactly once. E-mails may be recorded twice when the suite's own notify runs beside
+    # this one: both read the same receipts and both may mail them, under the same stable id.
+    assert all(delivered[i] == 1 for i in callbacks)
