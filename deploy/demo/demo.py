@@ -8,6 +8,7 @@ random Thuringian municipality, and follows it until it is decided.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sys
@@ -32,6 +33,19 @@ def demo_application() -> dict[str, object]:
     application["applicant"]["ags"] = f"16{random.randrange(10**6):06d}"
     application["partners"] = []
     return application
+
+
+def prometheus_series(http: httpx.Client, promql: str) -> list[dict[str, Any]]:
+    """Prometheus scrapes every 5 s: give a freshly started one a moment to have the series."""
+    for _ in range(30):
+        with contextlib.suppress(httpx.HTTPError):
+            result: list[dict[str, Any]] = http.get(f"{PROMETHEUS}/api/v1/query", params={"query": promql}).json()[
+                "data"
+            ]["result"]
+            if result:
+                return result
+        time.sleep(0.5)
+    return []
 
 
 def main() -> int:
@@ -60,10 +74,8 @@ def main() -> int:
             )
         pots = http.get(f"{BUDGET}/v1/fiscal-years", headers=ADMIN).json()
         print(f"\npots: {json.dumps(pots)}")
-        query = http.get(f"{PROMETHEUS}/api/v1/query", params={"query": "sum by (job) (egov_events_consumed_total)"})
-        if query.status_code == 200:
-            for series in query.json()["data"]["result"]:
-                print(f"prometheus: events consumed by {series['metric'].get('job')}: {series['value'][1]}")
+        for series in prometheus_series(http, "sum by (job) (egov_events_consumed_total)"):
+            print(f"prometheus: events consumed by {series['metric'].get('job')}: {series['value'][1]}")
     return 0 if view["status"] in FINAL else 1
 
 
