@@ -36,6 +36,34 @@ def required_env(name: str) -> str:
     return value
 
 
+@contextlib.asynccontextmanager
+async def private_broker(name: str, slot: int) -> AsyncIterator[str]:
+    """A broker of a test's own, freshly formatted and removed afterwards: for tests that play a
+    service's part (writing hand-made events) and must not leave them in the suite's shared log."""
+    from runtime.kafka import ensure_topics
+    from schemas.topics import ALL_TOPICS
+
+    port = 29700 + 20 * TEST_SLOT + 2 * slot
+    env = {
+        **os.environ,
+        "EGOV_STATE_DIR": str(REPO / ".state" / f"test{TEST_SLOT}-{name}"),
+        "EGOV_KAFKA_PORT": str(port),
+    }
+
+    def kafka(command: str) -> None:
+        done = subprocess.run([str(REPO / "deploy" / "kafka.sh"), command], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"kafka.sh {command}: {done.stderr}"
+
+    await asyncio.to_thread(kafka, "reset")
+    await asyncio.to_thread(kafka, "start")
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        await ensure_topics(bootstrap, ALL_TOPICS)
+        yield bootstrap
+    finally:
+        await asyncio.to_thread(kafka, "reset")
+
+
 def dsn_for(admin_dsn: str, database: str) -> str:
     return admin_dsn.rsplit("/", 1)[0] + "/" + database
 
