@@ -35,7 +35,6 @@ import aiohttp
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runtime.db import migrate
 from schemas.events import ApplicationReceived
@@ -43,6 +42,7 @@ from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, REVIEWS
 from services.notify import store, webhooks
 from services.notify.app import MIGRATIONS
 from services.notify.domain import callback_body, notice_id, notice_of
+from tests.e2e.test_notify_restart import move_group_to_end
 from tests.integration.test_notify_delivery import free_port, received
 from tests.support import REPO, TEST_SLOT, fresh_database
 
@@ -88,21 +88,6 @@ async def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float =
     raise TimeoutError(url)
 
 
-async def move_group_to_end(bootstrap: str, group: str) -> None:
-    """notify's consumer sees nothing old: the bench measures delivery only."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        topics = (APPLICATIONS, REVIEWS, BUDGET, DECISIONS)
-        partitions = [TopicPartition(t.name, p) for t in topics for p in consumer.partitions_for_topic(t.name) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
-
-
 @dataclass
 class Bench:
     dsn: str
@@ -127,7 +112,8 @@ async def bench(pg_admin_dsn: str, kafka_bootstrap: str, log_dir: Path) -> Async
             await store.register_endpoint(conn, portal, f"http://127.0.0.1:{receiver_port}/hooks/{portal}", secret)
     await pool.close()
     group = f"bench-{uuid.uuid4().hex[:6]}"
-    await move_group_to_end(kafka_bootstrap, f"notify-{group}")
+    # notify's consumer sees nothing old: the bench measures delivery only.
+    await move_group_to_end(kafka_bootstrap, f"notify-{group}", [APPLICATIONS, REVIEWS, BUDGET, DECISIONS])
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
     env.update(
         NOTIFY_KAFKA_BOOTSTRAP=kafka_bootstrap,
