@@ -3,16 +3,15 @@ that ``make test`` starts; they fail loudly when those are missing."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from runtime.credentials import new_token, token_digest
 from runtime.kafka import ensure_topics
 from schemas.topics import ALL_TOPICS
-from services.intake.store import token_digest
 from tests.support import (
     SERVICE_PORTS,
     SMTP_TEST_PORT,
@@ -68,7 +67,7 @@ async def services(
 
 
 async def issue_portal_token(intake_dsn: str, portal_id: str) -> str:
-    token = f"egp_{secrets.token_urlsafe(24)}"
+    token = new_token("egp_")
     conn = await asyncpg.connect(intake_dsn)
     try:
         await conn.execute(

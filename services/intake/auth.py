@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from runtime.credentials import token_digest
 from runtime.problems import Problem
 from services.intake import store
 from services.intake.policy import PortalAccess, RateLimits
@@ -57,7 +58,7 @@ class Portals:
         return portal
 
     async def lookup(self, token: str) -> PortalAccess | None:
-        digest = store.token_digest(token)
+        digest = token_digest(token)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached and cached[0] > now:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 
+from runtime.credentials import new_token, token_digest
 from runtime.db import create_pool, migrate
 from services.intake.app import MIGRATIONS
 from services.intake.settings import IntakeSettings
-from services.intake.store import token_digest
 
 
 async def issue(
     portal_id: str, ags_prefixes: list[str] | None = None, rate: float | None = None, burst: int | None = None
 ) -> str:
-    token = f"egp_{secrets.token_urlsafe(32)}"
+    token = new_token("egp_")
     pool = await create_pool(IntakeSettings().dsn)
     try:
         await migrate(pool, MIGRATIONS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,10 +17,6 @@ from services.intake.policy import fiscal_years
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 T = TypeVar("T")
 DEADLOCK_ATTEMPTS = 5
-
-
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 # --- portals -------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import sys
 
+from runtime.credentials import new_token
 from runtime.db import create_pool, migrate
 from services.review import store
 from services.review.app import MIGRATIONS
@@ -27,7 +27,7 @@ def valid_id(caseworker_id: str) -> bool:
 
 
 async def issue(caseworker_id: str) -> str:
-    token = f"egc_{secrets.token_urlsafe(32)}"
+    token = new_token("egc_")
     pool = await create_pool(ReviewSettings().dsn)
     try:
         await migrate(pool, MIGRATIONS)

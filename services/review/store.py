@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 
+from runtime.credentials import token_digest
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from services.review.casework import Case, CaseStatus, Decision
 
@@ -225,10 +225,6 @@ async def actions(conn: Db, application_id: str) -> list[asyncpg.Record]:
 
 
 # --- caseworker credentials -----------------------------------------------------
-
-
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 async def caseworker_for_token(db: Db, token: str) -> str | None:
