@@ -1,9 +1,13 @@
-"""python -m audit {timeline,budget,verify}: the audit trail from the topics alone. See audit/__init__.py."""
+"""python -m audit {timeline,budget,verify}: the audit trail from the topics alone. See audit/__init__.py.
+
+Connects as the principal in ``EGOV_KAFKA_USERNAME``/``EGOV_KAFKA_PASSWORD`` (the ``audit`` principal reads
+every topic), over TLS with ``EGOV_KAFKA_CA_FILE``; see ``runtime.settings.ToolSettings``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,17 +15,19 @@ from typing import Any
 
 from audit.budget import budget_report
 from audit.log import Violation
-from audit.reader import DEFAULT_BOOTSTRAP, LogRead, read_log
+from audit.reader import LogRead, read_log
 from audit.render import budget_tables, timeline_table, verify_tables
 from audit.timeline import timeline
 from audit.verify import verify
+from runtime.kafka import KafkaAccess
+from runtime.settings import ToolSettings
 from runtime.signing import load_public_keys
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m audit", description="The audit trail rebuilt from the log.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap servers")
+    common.add_argument("--bootstrap", help="Kafka bootstrap servers (default: EGOV_KAFKA_BOOTSTRAP)")
     common.add_argument("--json", action="store_true", help="print JSON for machines instead of tables")
     common.add_argument("--timeout", type=float, default=120.0, help="seconds to read the log to its end")
     commands = root.add_subparsers(dest="command", required=True)
@@ -47,9 +53,9 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-async def read_within(bootstrap: str, seconds: float) -> LogRead:
+async def read_within(kafka: KafkaAccess, seconds: float) -> LogRead:
     async with asyncio.timeout(seconds):
-        return await read_log(bootstrap)
+        return await read_log(kafka)
 
 
 def emit(data: Any, text: str, as_json: bool) -> None:
@@ -85,7 +91,10 @@ COMMANDS = {"timeline": timeline_command, "budget": budget_command, "verify": ve
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    log = asyncio.run(read_within(args.bootstrap, args.timeout))
+    kafka = ToolSettings().kafka
+    if args.bootstrap:
+        kafka = dataclasses.replace(kafka, bootstrap=args.bootstrap)
+    log = asyncio.run(read_within(kafka, args.timeout))
     return COMMANDS[args.command](args, log)
 
 

@@ -6,13 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
+from runtime.kafka import KafkaAccess, make_admin, make_reader
 from schemas.envelope import Envelope
 from schemas.topics import DOMAIN_TOPICS, Topic
-
-DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
 
 @dataclass
@@ -22,18 +20,11 @@ class LogRead:
     unreadable: list[str] = field(default_factory=list)
 
 
-async def read_log(bootstrap: str = DEFAULT_BOOTSTRAP, topics: Iterable[Topic] = DOMAIN_TOPICS) -> LogRead:
+async def read_log(kafka: KafkaAccess, topics: Iterable[Topic] = DOMAIN_TOPICS) -> LogRead:
     """Everything on the topics up to now. Events written while reading are left for the next run.
     Callers bound the time with ``asyncio.timeout``."""
-    partitions = await partitions_of(bootstrap, [t.name for t in topics])
-    # earliest: with "latest", the reset on assignment can race the seek below and start at the end.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id="egov-audit",
-    )
+    partitions = await partitions_of(kafka, [t.name for t in topics])
+    consumer = make_reader(kafka, "egov-audit")
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -46,9 +37,9 @@ async def read_log(bootstrap: str = DEFAULT_BOOTSTRAP, topics: Iterable[Topic] =
         await consumer.stop()
 
 
-async def partitions_of(bootstrap: str, names: list[str]) -> list[TopicPartition]:
+async def partitions_of(kafka: KafkaAccess, names: list[str]) -> list[TopicPartition]:
     """The partitions of those topics that exist; asking only for existing ones never auto-creates one."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="egov-audit")
+    admin = make_admin(kafka, "egov-audit")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -6,7 +6,13 @@ the Ed25519 signature when given the published key, and prints one line per deci
 are committed only after a batch is handled, so a crash re-reads, never skips: de-duplicate on
 the event id. See docs/consumer-guide.md.
 
-    python examples/decision_consumer.py --bootstrap 127.0.0.1:19092 \\
+The broker authenticates every client: a downstream system connects with SASL (SCRAM-SHA-512) over TLS
+as its own read-only principal, which may read the public topics and use consumer groups named
+``downstream-*``. The password comes from the environment, never from the command line:
+
+    EGOV_KAFKA_PASSWORD="$(cat .state/secrets/kafka/downstream.password)" \\
+    python examples/decision_consumer.py --bootstrap 127.0.0.1:19092 --username downstream \\
+        --ca-file .state/secrets/tls/ca.pem \\
         --public-key .state/keys/decision-signing.pub.pem [--from-beginning] [--exit-when-idle 5]
 """
 
@@ -18,6 +24,8 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -124,6 +132,11 @@ async def consume(args: argparse.Namespace) -> int:
     consumer = AIOKafkaConsumer(
         DECISIONS.name,
         bootstrap_servers=args.bootstrap,
+        security_protocol="SASL_SSL",
+        ssl_context=ssl.create_default_context(cafile=args.ca_file),
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_plain_username=args.username,
+        sasl_plain_password=os.environ.get("EGOV_KAFKA_PASSWORD", ""),
         group_id=args.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
@@ -153,8 +166,12 @@ async def consume(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Print the decisions on egov.decisions.v1.")
-    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
-    parser.add_argument("--group-id", default="decision-consumer-example")
+    parser.add_argument("--bootstrap", default=os.environ.get("EGOV_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    parser.add_argument("--username", default=os.environ.get("EGOV_KAFKA_USERNAME", "downstream"))
+    parser.add_argument(
+        "--ca-file", default=os.environ.get("EGOV_KAFKA_CA_FILE"), help="CA of the broker's certificate"
+    )
+    parser.add_argument("--group-id", default="downstream-decision-consumer-example")
     parser.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest decision")
     parser.add_argument("--public-key", type=Path, action="append", default=[], help="published PEM key (repeatable)")
     parser.add_argument("--exit-when-idle", type=float, default=None, help="stop after this many quiet seconds")

@@ -1,23 +1,93 @@
-"""Kafka plumbing: an idempotent acks=all producer, manual-commit consumers, topics from the registry."""
+"""Kafka plumbing: who connects and how, an idempotent acks=all producer, manual-commit consumers,
+topics from the registry.
+
+Every client in the project is built here from a ``KafkaAccess``, so none can forget to authenticate.
+"""
 
 from __future__ import annotations
 
 import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import SecretStr
 
 from schemas.envelope import Envelope
 from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 
+SecurityProtocol = Literal["SASL_SSL", "SSL", "SASL_PLAINTEXT", "PLAINTEXT"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
-def make_producer(bootstrap: str, client_id: str, *, delivery_timeout_ms: int = 30_000) -> AIOKafkaProducer:
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """One principal's way onto the broker: where, as whom, and which CA vouches for the broker."""
+
+    bootstrap: str
+    username: str = ""
+    password: SecretStr = SecretStr("")  # noqa: RUF009 - immutable
+    security_protocol: SecurityProtocol = "SASL_SSL"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    ca_file: Path | None = None
+    tls_verify: bool = True
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SASL_SSL", "SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    def tls_context(self) -> ssl.SSLContext:
+        """TLS 1.2+, the broker's certificate checked against ``ca_file`` (or the system's CAs)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not self.tls_verify:
+            # Only reachable outside production (the settings refuse it there).
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments every aiokafka client takes to connect as this principal."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if self.uses_tls:
+            options["ssl_context"] = self.tls_context()
+        if self.uses_sasl:
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password.get_secret_value(),
+            }
+        return options
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """The same access as environment settings for a process with this prefix (``INTAKE_``)."""
+        values = {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+            "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "KAFKA_USERNAME": self.username,
+            "KAFKA_PASSWORD": self.password.get_secret_value(),
+            "KAFKA_TLS_VERIFY": str(self.tls_verify).lower(),
+        }
+        if self.ca_file:
+            values["KAFKA_CA_FILE"] = str(self.ca_file)
+        return {prefix + name: value for name, value in values.items()}
+
+
+def make_producer(kafka: KafkaAccess, client_id: str, *, delivery_timeout_ms: int = 30_000) -> AIOKafkaProducer:
     """Idempotent, acks=all. A send either lands within ``delivery_timeout_ms`` or fails."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -28,8 +98,8 @@ def make_producer(bootstrap: str, client_id: str, *, delivery_timeout_ms: int = 
 
 
 def make_consumer(
-    bootstrap: str,
-    group_id: str,
+    kafka: KafkaAccess,
+    group_id: str | None,
     topics: list[Topic],
     client_id: str,
     *,
@@ -39,7 +109,7 @@ def make_consumer(
     """Offsets are committed by the caller, only after the work they cover is durable."""
     return AIOKafkaConsumer(
         *[t.name for t in topics],
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
@@ -49,6 +119,11 @@ def make_consumer(
         heartbeat_interval_ms=min(3_000, session_timeout_ms // 3),
         metadata_max_age_ms=30_000,
     )
+
+
+def consumer_group(service: str, prefix: str, name: str) -> str:
+    """``<service>-<prefix><name>``: a service's groups share its name as prefix, which its group ACL grants."""
+    return f"{service}-{prefix}{name}"
 
 
 def headers_of(envelope: Envelope) -> list[tuple[str, bytes]]:
@@ -61,15 +136,54 @@ async def publish(producer: AIOKafkaProducer, topic: Topic, key: str, envelope: 
     await producer.send_and_wait(topic.name, envelope.to_bytes(), key=key.encode(), headers=headers_of(envelope))
 
 
-async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...]) -> list[str]:
-    """Create missing topics with partitions and retention from the registry; returns those created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="egov-topics")
+def make_reader(kafka: KafkaAccess, client_id: str) -> AIOKafkaConsumer:
+    """A consumer without a group, for tools that assign partitions and read from the beginning."""
+    # earliest: with "latest", the reset on assignment can race a seek and start at the end.
+    return AIOKafkaConsumer(
+        **kafka.client_options(),
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+
+
+def make_admin(kafka: KafkaAccess, client_id: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**kafka.client_options(), client_id=client_id)
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How many copies of every topic the cluster keeps, and how many must have a write before acks=all."""
+
+    factor: int = 1
+    min_insync: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_insync <= self.factor:
+            raise ValueError(f"min.insync.replicas {self.min_insync} must be between 1 and the factor {self.factor}")
+
+
+async def ensure_topics(
+    kafka: KafkaAccess, topics: tuple[Topic, ...], replication: Replication | None = None
+) -> list[str]:
+    """Create missing topics with partitions, retention and replication from the registry; returns those created."""
+    replication = replication or Replication()
+    admin = make_admin(kafka, "egov-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t.name not in existing]
         if missing:
-            new = [NewTopic(t.name, t.partitions, 1, topic_configs=t.config) for t in missing]
+            new = [
+                NewTopic(
+                    t.name,
+                    t.partitions,
+                    replication.factor,
+                    topic_configs=t.config | {"min.insync.replicas": str(replication.min_insync)},
+                )
+                for t in missing
+            ]
             try:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:

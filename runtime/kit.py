@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from runtime.consumer import Handler, TransactionalConsumer
 from runtime.db import create_pool, migrate
 from runtime.http import HttpServer, ReadinessCheck, add_operational_routes
-from runtime.kafka import make_consumer, make_producer
+from runtime.kafka import consumer_group, make_consumer, make_producer
 from runtime.logs import configure_logging
 from runtime.outbox import OutboxRelay
 from runtime.service import Lifecycle, run_until_signalled
@@ -48,9 +48,7 @@ class ServiceKit:
         return pool
 
     def producer(self, role: str = "producer", *, delivery_timeout_ms: int = 30_000) -> AIOKafkaProducer:
-        producer = make_producer(
-            self.settings.kafka_bootstrap, self.client_id(role), delivery_timeout_ms=delivery_timeout_ms
-        )
+        producer = make_producer(self.settings.kafka, self.client_id(role), delivery_timeout_ms=delivery_timeout_ms)
         self.lifecycle.add(f"kafka-{role}", producer.start, producer.stop)
 
         async def broker_reachable() -> bool:
@@ -74,12 +72,12 @@ class ServiceKit:
         producer: AIOKafkaProducer,
         relay: OutboxRelay | None = None,
     ) -> TransactionalConsumer:
-        """A consumer group ``<service>-<name>`` whose handlers run in the inbox/outbox transaction."""
-        group = f"{self.settings.consumer_group_prefix}{self.service}-{name}"
+        """A consumer group ``<service>-<prefix><name>`` whose handlers run in the inbox/outbox transaction."""
+        group = consumer_group(self.service, self.settings.consumer_group_prefix, name)
         consumer = TransactionalConsumer(
             name=group,
             consumer=make_consumer(
-                self.settings.kafka_bootstrap,
+                self.settings.kafka,
                 group,
                 topics,
                 self.client_id(name),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runtime.kafka import KafkaAccess, Replication, SaslMechanism, SecurityProtocol
 
 # A secret containing one of these is a development placeholder, refused in production.
 PLACEHOLDER_MARKERS = ("dev-only", "changeme", "placeholder", "example")
@@ -17,13 +20,83 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ServiceSettings(BaseSettings):
-    """Subclass per service and set ``model_config`` with the service's ``env_prefix``."""
+class KafkaClientSettings(BaseSettings):
+    """How a process reaches the broker, as whom. Services inherit these under their own prefix
+    (``INTAKE_KAFKA_USERNAME``); tools read them as ``EGOV_KAFKA_*`` (``ToolSettings``)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     environment: Literal["development", "test", "production"] = "development"
     kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_security_protocol: SecurityProtocol = "SASL_SSL"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    # The CA that signed the broker's certificate; unset: the system's trust store.
+    kafka_ca_file: Path | None = None
+    kafka_tls_verify: bool = True
+    # Unset: 1 and 1 outside production (one local broker), 3 and 2 in production.
+    kafka_replication_factor: int | None = Field(default=None, ge=1)
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> KafkaClientSettings:
+        if self.environment != "production":
+            return self
+        for name, value in self:
+            secrets = value.values() if isinstance(value, dict) else [value]
+            for secret in secrets:
+                if isinstance(secret, SecretStr) and any(m in secret.get_secret_value() for m in PLACEHOLDER_MARKERS):
+                    raise ValueError(f"{name} holds a development placeholder; set a real secret in production")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_open_kafka_in_production(self) -> KafkaClientSettings:
+        if self.environment != "production":
+            return self
+        if self.kafka_security_protocol not in ("SASL_SSL", "SSL"):
+            raise ValueError(f"kafka_security_protocol {self.kafka_security_protocol} is not encrypted: use SASL_SSL")
+        if not self.kafka_tls_verify:
+            raise ValueError("kafka_tls_verify is off: production verifies the broker's certificate")
+        if self.kafka_security_protocol == "SASL_SSL" and not (
+            self.kafka_username and self.kafka_password.get_secret_value()
+        ):
+            raise ValueError("kafka_username and kafka_password are required with SASL_SSL")
+        return self
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        if self.kafka_security_protocol.startswith("SASL_") and not self.kafka_username:
+            prefix = str(self.model_config.get("env_prefix", "")).upper()
+            raise ValueError(f"{prefix}KAFKA_USERNAME is not set: every Kafka client authenticates")
+        return KafkaAccess(
+            bootstrap=self.kafka_bootstrap,
+            username=self.kafka_username,
+            password=self.kafka_password,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            ca_file=self.kafka_ca_file,
+            tls_verify=self.kafka_tls_verify,
+        )
+
+    @property
+    def replication(self) -> Replication:
+        production = self.environment == "production"
+        factor = self.kafka_replication_factor or (3 if production else 1)
+        return Replication(factor, self.kafka_min_insync_replicas or min(factor, 2 if production else 1))
+
+
+class ToolSettings(KafkaClientSettings):
+    """Command-line tools (topics, ACLs, audit): ``EGOV_KAFKA_BOOTSTRAP``, ``EGOV_KAFKA_USERNAME``, ..."""
+
+    model_config = SettingsConfigDict(env_prefix="EGOV_", extra="ignore", frozen=True)
+
+
+class ServiceSettings(KafkaClientSettings):
+    """Subclass per service and set ``model_config`` with the service's ``env_prefix``."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
     database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
@@ -38,17 +111,6 @@ class ServiceSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=15_000, ge=6_000, le=300_000)
     # Upper bound for a graceful stop: in-flight work finishes, offsets commit, then exit.
     shutdown_grace_seconds: float = 20.0
-
-    @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> ServiceSettings:
-        if self.environment != "production":
-            return self
-        for name, value in self:
-            secrets = value.values() if isinstance(value, dict) else [value]
-            for secret in secrets:
-                if isinstance(secret, SecretStr) and any(m in secret.get_secret_value() for m in PLACEHOLDER_MARKERS):
-                    raise ValueError(f"{name} holds a development placeholder; set a real secret in production")
-        return self
 
     @property
     def dsn(self) -> str:

@@ -46,7 +46,7 @@ async def main() -> None:
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
     # What a portal waits for over HTTP: acknowledged within the bound, or given up (503).
-    publisher = BoundedPublisher(settings.kafka_bootstrap, kit.client_id("api"), settings.publish_timeout_ms)
+    publisher = BoundedPublisher(settings.kafka, kit.client_id("api"), settings.publish_timeout_ms)
     kit.lifecycle.add("kafka-api-producer", publisher.start, publisher.stop)
     submissions = Submissions(pool, publisher, rules, settings)
     ingress = ingress_routes(rules, submissions.quota)

@@ -18,7 +18,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from runtime.kafka import headers_of
+from runtime.kafka import KafkaAccess, headers_of
 from runtime.metrics import EVENTS_PRODUCED
 from schemas.envelope import Envelope
 from schemas.topics import Topic
@@ -29,12 +29,12 @@ class BrokerUnavailable(Exception):
 
 
 class BoundedPublisher:
-    def __init__(self, bootstrap: str, client_id: str, timeout_ms: int) -> None:
+    def __init__(self, kafka: KafkaAccess, client_id: str, timeout_ms: int) -> None:
         # A batch lives at most half the bound (one retry after a request timeout fits in the bound).
         self._ttl_ms = timeout_ms // 2
         self._patience = timeout_ms / 1000 + 1.0
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **kafka.client_options(),
             client_id=client_id,
             acks="all",
             enable_idempotence=False,

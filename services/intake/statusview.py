@@ -21,16 +21,16 @@ import asyncio
 import sys
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from runtime.db import create_pool
+from runtime.kafka import KafkaAccess, consumer_group, make_admin
 from schemas.topics import Topic
 from services.intake.app import STATUS_TOPICS
 from services.intake.settings import IntakeSettings
 
 
-async def partitions_of(bootstrap: str, topics: list[Topic]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="intake-statusview")
+async def partitions_of(kafka: KafkaAccess, topics: list[Topic]) -> list[TopicPartition]:
+    admin = make_admin(kafka, "intake-statusview")
     await admin.start()
     try:
         described = await admin.describe_topics([t.name for t in topics])
@@ -39,10 +39,10 @@ async def partitions_of(bootstrap: str, topics: list[Topic]) -> list[TopicPartit
     return sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
 
 
-async def rewind(bootstrap: str, group: str) -> int:
+async def rewind(kafka: KafkaAccess, group: str) -> int:
     """Commit the earliest offset of every partition for the group; the number of partitions."""
-    partitions = await partitions_of(bootstrap, STATUS_TOPICS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    partitions = await partitions_of(kafka, STATUS_TOPICS)
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -54,8 +54,8 @@ async def rewind(bootstrap: str, group: str) -> int:
 
 
 async def rebuild(settings: IntakeSettings) -> str:
-    group = f"intake-{settings.status_view}"
-    partitions = await rewind(settings.kafka_bootstrap, group)
+    group = consumer_group("intake", settings.consumer_group_prefix, settings.status_view)
+    partitions = await rewind(settings.kafka, group)
     pool = await create_pool(settings.dsn, max_size=2)
     try:
         async with pool.acquire() as conn, conn.transaction():
