@@ -7,6 +7,12 @@ REPO_DIR="$(cd "$DEPLOY_DIR/.." && pwd)"
 STATE_DIR="${EGOV_STATE_DIR:-$REPO_DIR/.state}"
 # The broker classpath is cached per user, so a second clone downloads nothing.
 CACHE_DIR="${EGOV_CACHE_DIR:-$HOME/.cache/egov-intake}"
+# Local credentials (throwaway CA, broker certificate, Kafka passwords): one set per clone, shared by the
+# run stack and every test broker, independent of EGOV_STATE_DIR.
+SECRETS_DIR="${EGOV_SECRETS_DIR:-$REPO_DIR/.state/secrets}"
+TLS_DIR="$SECRETS_DIR/tls"
+USERS_DIR="$SECRETS_DIR/kafka"
+PY="$REPO_DIR/.venv/bin/python"
 mkdir -p "$STATE_DIR" "$CACHE_DIR"
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -36,6 +42,14 @@ stop_pidfile() {
   if kill -0 "$pid" 2>/dev/null; then log "$name did not stop in 30s, killing"; kill -KILL "$pid" 2>/dev/null || true; fi
   rm -f "$pidfile"
   log "$name stopped"
+}
+
+# kafka_client_env PREFIX PRINCIPAL BOOTSTRAP: the settings a client needs to reach the local broker as
+# PRINCIPAL, as NAME=VALUE words for env(1), e.g. kafka_client_env INTAKE intake 127.0.0.1:19092.
+kafka_client_env() {
+  local prefix="$1" principal="$2" bootstrap="$3"
+  printf '%s\n' "${prefix}_KAFKA_BOOTSTRAP=$bootstrap" "${prefix}_KAFKA_USERNAME=$principal" \
+    "${prefix}_KAFKA_PASSWORD=$(cat "$USERS_DIR/$principal.password")" "${prefix}_KAFKA_CA_FILE=$TLS_DIR/ca.pem"
 }
 
 apt_install() {

@@ -7,18 +7,29 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 RUN_DIR="$STATE_DIR/run"
 LOG_DIR="$STATE_DIR/logs"
-PY="$REPO_DIR/.venv/bin/python"
 SERVICES=(intake review budget notify)
 declare -A PORTS=([intake]=8001 [review]=8002 [budget]=8003 [notify]=8004)
+KAFKA_BOOTSTRAP="127.0.0.1:${EGOV_KAFKA_PORT:-19092}"
 PROM_PORT=9090
 SMTP_PORT=8025
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
-start_process() {  # NAME COMMAND...
+# export_kafka PREFIX PRINCIPAL: this shell's children connect to the local broker as PRINCIPAL. The password
+# reaches them through the environment, never through a command line that ps would show.
+export_kafka() {
+  local kv
+  while read -r kv; do export "${kv?}"; done < <(kafka_client_env "$1" "$2" "$KAFKA_BOOTSTRAP")
+}
+
+start_process() {  # NAME COMMAND...; with KAFKA_AS=PREFIX:PRINCIPAL it connects to Kafka as PRINCIPAL
   local name="$1"; shift
   if pid_alive "$RUN_DIR/$name.pid"; then log "$name already running"; return 0; fi
   # cd first, so the background job is the program itself and its pid is the one recorded.
-  (cd "$REPO_DIR" || exit 1; nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 & echo $! >"$RUN_DIR/$name.pid")
+  (
+    cd "$REPO_DIR" || exit 1
+    [ -z "${KAFKA_AS:-}" ] || export_kafka "${KAFKA_AS%%:*}" "${KAFKA_AS#*:}"
+    nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 & echo $! >"$RUN_DIR/$name.pid"
+  )
 }
 
 service_ready() { curl -sf "http://127.0.0.1:${PORTS[$1]}/ready" >/dev/null; }
@@ -27,9 +38,9 @@ start() {
   "$DEPLOY_DIR/bootstrap.sh"
   "$DEPLOY_DIR/postgres.sh" start
   "$DEPLOY_DIR/kafka.sh" start
-  "$PY" -m runtime.topics
+  (export_kafka EGOV admin && "$PY" -m runtime.topics)
   start_process smtp-sink "$PY" -m services.notify.smtp_sink --port "$SMTP_PORT" --dir "$STATE_DIR/mail"
-  for s in "${SERVICES[@]}"; do start_process "$s" "$PY" -m "services.$s"; done
+  for s in "${SERVICES[@]}"; do KAFKA_AS="${s^^}:$s" start_process "$s" "$PY" -m "services.$s"; done
   for s in "${SERVICES[@]}"; do wait_for "$s" 60 service_ready "$s"; log "$s ready on 127.0.0.1:${PORTS[$s]}"; done
   start_process prometheus prometheus --config.file="$DEPLOY_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STATE_DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"

@@ -1,6 +1,7 @@
-"""The topic registry: every topic declared once, with its key, events and single writer.
+"""The topic registry: every topic declared once, with its key, events, single writer and readers.
 
-Code never spells a topic name inline; it names a ``Topic`` from here.
+Code never spells a topic name inline; it names a ``Topic`` from here. The broker's ACLs are generated
+from the same declarations (``python -m runtime.acls``), so who may write or read a topic is said once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from schemas import events as ev
 from schemas.envelope import Event
 
 FOREVER = -1
+# The writer of the submissions topic: every registered portal principal, not one service.
+PORTALS = "portals"
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 
 
@@ -20,6 +23,8 @@ class Topic:
     key: str
     event_types: tuple[type[Event], ...]
     writer: str
+    # The services that consume it. Auditors read every topic, downstream systems the public ones.
+    readers: tuple[str, ...] = ()
     partitions: int = 6
     retention_ms: int = FOREVER
     public: bool = False
@@ -34,7 +39,8 @@ SUBMISSIONS = Topic(
     name="egov.submissions.v1",
     key="submission_id",
     event_types=(ev.SubmitApplication,),
-    writer="portals",
+    writer=PORTALS,
+    readers=("intake",),
     retention_ms=THIRTY_DAYS_MS,
     description="Submissions published by portals that run their own producers; intake validates them.",
 )
@@ -43,6 +49,7 @@ APPLICATIONS = Topic(
     key="application_id",
     event_types=(ev.ApplicationReceived, ev.ApplicationRejected, ev.ApplicationWithdrawn),
     writer="intake",
+    readers=("intake", "review", "budget", "notify"),
     description="Applications accepted, rejected at intake, or withdrawn.",
 )
 REVIEWS = Topic(
@@ -50,6 +57,7 @@ REVIEWS = Topic(
     key="application_id",
     event_types=(ev.ApplicationReviewed, ev.DocumentsRequested, ev.ReviewProposed),
     writer="review",
+    readers=("intake", "budget", "notify"),
     description="Eligibility review results with the rules version and every finding.",
 )
 BUDGET = Topic(
@@ -57,6 +65,7 @@ BUDGET = Topic(
     key="application_id",
     event_types=(ev.FundsReserved, ev.FundsCommitted, ev.ApplicationWaitlisted, ev.FundsReleased),
     writer="budget",
+    readers=("intake", "notify"),
     description="Reservations, commitments, releases and waitlist positions per application.",
 )
 BUDGET_ADMIN = Topic(
@@ -72,6 +81,7 @@ DECISIONS = Topic(
     key="application_id",
     event_types=(ev.ApplicationDecided,),
     writer="budget",
+    readers=("intake", "notify"),
     public=True,
     description="Final decisions: the public contract for downstream systems.",
 )
@@ -80,6 +90,7 @@ NOTIFICATIONS = Topic(
     key="application_id",
     event_types=(ev.NotificationDelivered, ev.NotificationFailed),
     writer="notify",
+    readers=("intake",),
     description="Every notice delivered to, or failed for, a municipality.",
 )
 
