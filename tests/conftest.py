@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from runtime.credentials import new_token, token_digest
-from runtime.kafka import ensure_topics
+from runtime.kafka import KafkaAccess, ensure_topics
 from schemas.topics import ALL_TOPICS
 from tests.support import (
     SERVICE_PORTS,
@@ -19,16 +19,18 @@ from tests.support import (
     ServiceProcesses,
     SmtpSink,
     fresh_database,
+    kafka_access,
     required_env,
     running_services,
 )
 
 
 @pytest.fixture(scope="session")
-async def kafka_bootstrap() -> str:
-    bootstrap = required_env("EGOV_TEST_KAFKA")
-    await ensure_topics(bootstrap, ALL_TOPICS)
-    return bootstrap
+async def kafka() -> KafkaAccess:
+    """The suite's broker, reached as the operator (a super user); services get their own principals."""
+    kafka = kafka_access(required_env("EGOV_TEST_KAFKA"))
+    await ensure_topics(kafka, ALL_TOPICS)
+    return kafka
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +62,9 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 async def services(
-    kafka_bootstrap: str, service_dsns: dict[str, str], smtp_sink: SmtpSink, log_dir: Path
+    kafka: KafkaAccess, service_dsns: dict[str, str], smtp_sink: SmtpSink, log_dir: Path
 ) -> AsyncIterator[ServiceProcesses]:
-    async with running_services(kafka_bootstrap, service_dsns, smtp_sink.port, log_dir) as running:
+    async with running_services(kafka, service_dsns, smtp_sink.port, log_dir) as running:
         yield running
 
 

@@ -18,14 +18,21 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from pydantic import SecretStr
 
+from runtime.kafka import KafkaAccess, make_reader
 from schemas.envelope import Envelope
 from schemas.topics import Topic
 
 REPO = Path(__file__).resolve().parents[1]
+# The local throwaway CA and every principal's password, made by deploy/kafka.sh (see deploy/lib.sh).
+SECRETS_DIR = Path(os.environ.get("EGOV_SECRETS_DIR", REPO / ".state" / "secrets"))
+# The operator principal: a super user on the broker. The harness plays it to create topics and to write
+# hand-made events; services always run as their own principals.
+OPERATOR = "admin"
 
 
 def required_env(name: str) -> str:
@@ -36,8 +43,32 @@ def required_env(name: str) -> str:
     return value
 
 
+def kafka_access(bootstrap: str, principal: str = OPERATOR) -> KafkaAccess:
+    """How ``principal`` reaches a local broker: SCRAM-SHA-512 over TLS, verified against the local CA."""
+    password_file = SECRETS_DIR / "kafka" / f"{principal}.password"
+    if not password_file.exists():
+        raise RuntimeError(f"{password_file} is missing: run the suite with `make test`, which creates it")
+    password = SecretStr(password_file.read_text().strip())
+    return KafkaAccess(bootstrap, principal, password, ca_file=SECRETS_DIR / "tls" / "ca.pem")
+
+
+def as_principal(kafka: KafkaAccess, principal: str) -> KafkaAccess:
+    """The same broker, reached as another principal."""
+    return kafka_access(kafka.bootstrap, principal)
+
+
+def service_kafka_env(kafka: KafkaAccess, service: str) -> dict[str, str]:
+    """The settings that make a service process connect as its own principal."""
+    return as_principal(kafka, service).env(service.upper() + "_")
+
+
+def service_kafka_settings(kafka: KafkaAccess, service: str) -> dict[str, str]:
+    """The same, as keyword arguments of the service's settings class (``kafka_username=...``)."""
+    return {name.lower(): value for name, value in as_principal(kafka, service).env("").items()}
+
+
 @contextlib.asynccontextmanager
-async def private_broker(name: str, slot: int) -> AsyncIterator[str]:
+async def private_broker(name: str, slot: int) -> AsyncIterator[KafkaAccess]:
     """A broker of a test's own, freshly formatted and removed afterwards: for tests that play a
     service's part (writing hand-made events) and must not leave them in the suite's shared log."""
     from runtime.kafka import ensure_topics
@@ -50,18 +81,18 @@ async def private_broker(name: str, slot: int) -> AsyncIterator[str]:
         "EGOV_KAFKA_PORT": str(port),
     }
 
-    def kafka(command: str) -> None:
+    def kafka_sh(command: str) -> None:
         done = subprocess.run([str(REPO / "deploy" / "kafka.sh"), command], env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"kafka.sh {command}: {done.stderr}"
 
-    await asyncio.to_thread(kafka, "reset")
-    await asyncio.to_thread(kafka, "start")
-    bootstrap = f"127.0.0.1:{port}"
+    await asyncio.to_thread(kafka_sh, "reset")
+    await asyncio.to_thread(kafka_sh, "start")
+    kafka = kafka_access(f"127.0.0.1:{port}")
     try:
-        await ensure_topics(bootstrap, ALL_TOPICS)
-        yield bootstrap
+        await ensure_topics(kafka, ALL_TOPICS)
+        yield kafka
     finally:
-        await asyncio.to_thread(kafka, "reset")
+        await asyncio.to_thread(kafka_sh, "reset")
 
 
 def dsn_for(admin_dsn: str, database: str) -> str:
@@ -79,13 +110,10 @@ async def fresh_database(admin_dsn: str, database: str) -> str:
 
 
 async def read_topic(
-    bootstrap: str, topic: Topic, until: Callable[[list[Envelope]], bool], timeout: float = 30.0
+    kafka: KafkaAccess, topic: Topic, until: Callable[[list[Envelope]], bool], timeout: float = 30.0
 ) -> list[Envelope]:
     """Every envelope on the topic from the beginning, read until ``until`` holds or the time is up."""
-    # earliest: a reset to "latest" on assignment would race seek_to_beginning and skip the log.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
-    )
+    consumer = make_reader(kafka, "test-reader")
     await consumer.start()
     try:
         partitions = [TopicPartition(topic.name, p) for p in (consumer.partitions_for_topic(topic.name) or ())]
@@ -166,7 +194,7 @@ async def wait_http_ready(port: int, process: subprocess.Popen[bytes], timeout: 
 class ServiceProcesses:
     """The four services as real processes, pointed at the test broker and test databases."""
 
-    bootstrap: str
+    kafka: KafkaAccess
     dsns: dict[str, str]
     smtp_port: int
     log_dir: Path
@@ -176,9 +204,9 @@ class ServiceProcesses:
     def env(self, name: str) -> dict[str, str]:
         prefix = name.upper() + "_"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INTAKE_", "REVIEW_", "BUDGET_", "NOTIFY_"))}
+        env.update(service_kafka_env(self.kafka, name))
         env.update(
             {
-                prefix + "KAFKA_BOOTSTRAP": self.bootstrap,
                 prefix + "DATABASE_URL": self.dsns[name],
                 prefix + "HTTP_PORT": str(SERVICE_PORTS[name]),
                 prefix + "ENVIRONMENT": "test",
@@ -227,9 +255,9 @@ class ServiceProcesses:
 
 @contextlib.asynccontextmanager
 async def running_services(
-    bootstrap: str, dsns: dict[str, str], smtp_port: int, log_dir: Path
+    kafka: KafkaAccess, dsns: dict[str, str], smtp_port: int, log_dir: Path
 ) -> AsyncIterator[ServiceProcesses]:
-    services = ServiceProcesses(bootstrap, dsns, smtp_port, log_dir)
+    services = ServiceProcesses(kafka, dsns, smtp_port, log_dir)
     try:
         for name in SERVICE_PORTS:
             services.start(name)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from runtime.db import create_pool
-from runtime.kafka import make_producer, publish
+from runtime.kafka import KafkaAccess, make_producer, publish
 from schemas.envelope import Envelope
 from schemas.events import ApplicationDecided, ApplicationWaitlisted
 from schemas.topics import BUDGET, DECISIONS, REVIEWS
@@ -29,6 +29,7 @@ from tests.support import (
     fresh_database,
     private_broker,
     read_topic,
+    service_kafka_env,
     spawn_service,
     wait_http_ready,
 )
@@ -39,15 +40,15 @@ PORTS = (SERVICE_PORTS["budget"] + 50, SERVICE_PORTS["budget"] + 51)
 
 
 class BudgetInstances:
-    def __init__(self, bootstrap: str, dsn: str, log_dir: Path) -> None:
-        self.bootstrap, self.dsn, self.log_dir = bootstrap, dsn, log_dir
+    def __init__(self, kafka: KafkaAccess, dsn: str, log_dir: Path) -> None:
+        self.kafka, self.dsn, self.log_dir = kafka, dsn, log_dir
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def env(self, port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BUDGET_")}
         env.update(
             {
-                "BUDGET_KAFKA_BOOTSTRAP": self.bootstrap,
+                **service_kafka_env(self.kafka, "budget"),
                 "BUDGET_DATABASE_URL": self.dsn,
                 "BUDGET_HTTP_PORT": str(port),
                 "BUDGET_ENVIRONMENT": "test",
@@ -78,15 +79,15 @@ class BudgetInstances:
 
 
 @pytest.fixture(scope="module")
-async def own_broker() -> AsyncIterator[str]:
+async def own_broker() -> AsyncIterator[KafkaAccess]:
     """These tests write review results themselves; on a broker of their own, the suite's shared log
     (which the audit test verifies) never holds two budget deployments' answers to the same reviews."""
-    async with private_broker("budget-instances", 0) as bootstrap:
-        yield bootstrap
+    async with private_broker("budget-instances", 0) as kafka:
+        yield kafka
 
 
 @pytest.fixture(scope="module")
-async def instances(own_broker: str, pg_admin_dsn: str, log_dir: Path) -> AsyncIterator[BudgetInstances]:
+async def instances(own_broker: KafkaAccess, pg_admin_dsn: str, log_dir: Path) -> AsyncIterator[BudgetInstances]:
     dsn = await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_budget_instances")
     running = BudgetInstances(own_broker, dsn, log_dir)
     await asyncio.gather(*(running.start(port) for port in PORTS))
@@ -104,8 +105,8 @@ async def open_year(year: int, pot: int) -> None:
     assert response.status_code == 201, response.text
 
 
-async def publish_all(bootstrap: str, envelopes: list[Envelope]) -> None:
-    producer = make_producer(bootstrap, "test-review-writer")
+async def publish_all(kafka: KafkaAccess, envelopes: list[Envelope]) -> None:
+    producer = make_producer(kafka, "test-review-writer")
     await producer.start()
     try:
         for chunk in range(0, len(envelopes), 200):
@@ -128,7 +129,7 @@ async def settled(pool: asyncpg.Pool, ids: list[str], timeout: float) -> None:
     raise AssertionError(f"only {done} of {len(ids)} applications have a budget outcome")
 
 
-async def test_two_instances_serve_the_line_in_order(instances: BudgetInstances, own_broker: str) -> None:
+async def test_two_instances_serve_the_line_in_order(instances: BudgetInstances, own_broker: KafkaAccess) -> None:
     k, numbers = 77, list(range(1, 201))
     await open_year(2031, k * 100)
     envelopes = [reviewed(n, 100, years={2031: 100}) for n in numbers]
@@ -154,7 +155,9 @@ async def test_two_instances_serve_the_line_in_order(instances: BudgetInstances,
         await pool.close()
 
 
-async def test_sigkill_at_random_moments_loses_and_doubles_nothing(instances: BudgetInstances, own_broker: str) -> None:
+async def test_sigkill_at_random_moments_loses_and_doubles_nothing(
+    instances: BudgetInstances, own_broker: KafkaAccess
+) -> None:
     count, amount = 2000, 100
     numbers = list(range(10_001, 10_001 + count))
     ids = [app_id(n) for n in numbers]

@@ -23,17 +23,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from standardwebhooks.webhooks import Webhook
 
-from runtime.kafka import make_producer, publish
+from runtime.kafka import KafkaAccess, make_consumer, make_producer, publish
 from schemas.events import NotificationDelivered
 from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, NOTIFICATIONS, REVIEWS, Topic
 from services.notify.domain import notice_id
 from tests.integration.test_notify_delivery import Receiver, new_application_id, received
-from tests.support import REPO, TEST_SLOT, SmtpSink, fresh_database, read_topic
+from tests.support import REPO, TEST_SLOT, SmtpSink, fresh_database, read_topic, service_kafka_env
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +59,8 @@ class SlowSink(SmtpSink):
         self.port = self.server.sockets[0].getsockname()[1]
 
 
-async def move_group_to_end(bootstrap: str, group: str, topics: list[Topic]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+async def move_group_to_end(kafka: KafkaAccess, group: str, topics: list[Topic]) -> None:
+    consumer = make_consumer(kafka, group, [], "test-group-mover")
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # as tests.support.read_topic does: learn the partitions
@@ -107,14 +107,14 @@ class NotifyProcess:
 
 
 @pytest.fixture
-async def notify_env(pg_admin_dsn: str, kafka_bootstrap: str) -> dict[str, str]:
+async def notify_env(pg_admin_dsn: str, kafka: KafkaAccess) -> dict[str, str]:
     dsn = await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_notify_e2e")
     group = f"e2e-{uuid.uuid4().hex[:8]}"
-    await move_group_to_end(kafka_bootstrap, f"notify-{group}", [APPLICATIONS, REVIEWS, BUDGET, DECISIONS])
+    await move_group_to_end(kafka, f"notify-{group}", [APPLICATIONS, REVIEWS, BUDGET, DECISIONS])
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
     env.update(
         {
-            "NOTIFY_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            **service_kafka_env(kafka, "notify"),
             "NOTIFY_DATABASE_URL": dsn,
             "NOTIFY_HTTP_PORT": str(HTTP_PORT),
             "NOTIFY_ENVIRONMENT": "test",
@@ -150,7 +150,7 @@ async def test_endpoint_cli_registers_prints_the_secret_once_and_refuses_plain_h
 
 
 async def test_killed_mid_delivery_and_restarted_sends_no_notice_under_a_new_id(
-    notify_env: dict[str, str], kafka_bootstrap: str, log_dir: Path
+    notify_env: dict[str, str], kafka: KafkaAccess, log_dir: Path
 ) -> None:
     receiver = Receiver(delay=1.5, port=0)
     await receiver.start()
@@ -165,7 +165,7 @@ async def test_killed_mid_delivery_and_restarted_sends_no_notice_under_a_new_id(
         notify.start()
         await notify.wait_ready()
         receipts = [received(new_application_id(), PORTAL) for _ in range(APPLICATIONS_COUNT)]
-        producer = make_producer(kafka_bootstrap, "notify-e2e-test")
+        producer = make_producer(kafka, "notify-e2e-test")
         await producer.start()
         try:
             for receipt in receipts:
@@ -225,7 +225,7 @@ async def test_killed_mid_delivery_and_restarted_sends_no_notice_under_a_new_id(
     def ours(seen: list[Any]) -> list[Any]:
         return [e for e in seen if e.is_a(NotificationDelivered) and e.data["notice_id"] in wanted]
 
-    events = ours(await read_topic(kafka_bootstrap, NOTIFICATIONS, lambda seen: len(ours(seen)) >= len(wanted)))
+    events = ours(await read_topic(kafka, NOTIFICATIONS, lambda seen: len(ours(seen)) >= len(wanted)))
     delivered = Counter(e.data["notice_id"] for e in events)
     assert set(delivered) == wanted
     # Callbacks exactly once. E-mails may be recorded twice when the suite's own notify runs beside

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runtime.kafka import KafkaAccess
 from schemas.topics import DECISIONS
 from tests.support import SERVICE_PORTS, TEST_SLOT, ServiceProcesses, intake_url, open_fiscal_year, read_topic
 from tests.support import sample_application as base_application
@@ -34,7 +35,7 @@ def sample_application() -> dict[str, object]:
 @pytest.fixture(scope="module")
 async def prometheus(services: ServiceProcesses, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed: deploy/bootstrap.sh installs Debian's package"
+    assert binary, "prometheus is not installed: deploy/kafka.sh installs Debian's package"
     folder = tmp_path_factory.mktemp("prometheus")
     targets = ", ".join(f'"127.0.0.1:{port}"' for port in SERVICE_PORTS.values())
     (folder / "prometheus.yml").write_text(
@@ -83,7 +84,7 @@ async def eventually(url: str, promql: str, at_least: float, timeout: float = 30
 
 
 async def test_prometheus_sees_counters_gauges_and_decision_latency_move(
-    prometheus: str, portal_token: str, kafka_bootstrap: str
+    prometheus: str, portal_token: str, kafka: KafkaAccess
 ) -> None:
     await open_fiscal_year(2027, 1_000_000_000)
     before = {
@@ -103,7 +104,7 @@ async def test_prometheus_sees_counters_gauges_and_decision_latency_move(
             )
             assert response.status_code == 202, response.text
             ids.append(response.json()["application_id"])
-    await read_topic(kafka_bootstrap, DECISIONS, lambda seen: set(ids) <= {e.subject for e in seen}, timeout=60)
+    await read_topic(kafka, DECISIONS, lambda seen: set(ids) <= {e.subject for e in seen}, timeout=60)
     await eventually(prometheus, 'sum(egov_decisions_total{decision="approved"})', before["decisions"] + 3)
     await eventually(prometheus, "sum(egov_decision_latency_seconds_count)", before["latency"] + 3)
     await eventually(

@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
+from runtime.kafka import KafkaAccess
 from runtime.signing import SignatureStatus, check_signature, load_public_keys, public_key_path
 from schemas.envelope import Envelope
 from schemas.events import ApplicationDecided, ApplicationReviewed, Decision, NotificationDelivered
@@ -34,7 +35,7 @@ async def wait_for_mails(sink: SmtpSink, application_id: str, count: int, timeou
 
 
 async def test_submitted_application_is_reserved_decided_and_notified(
-    services: object, portal_token: str, kafka_bootstrap: str, service_dsns: dict[str, str], smtp_sink: SmtpSink
+    services: object, portal_token: str, kafka: KafkaAccess, service_dsns: dict[str, str], smtp_sink: SmtpSink
 ) -> None:
     await open_fiscal_year(2027, 1_000_000_000)
     auth = {"Authorization": f"Bearer {portal_token}"}
@@ -43,7 +44,7 @@ async def test_submitted_application_is_reserved_decided_and_notified(
     assert receipt.status_code == 202, receipt.text
     app_id = receipt.json()["application_id"]
 
-    decisions = await read_topic(kafka_bootstrap, DECISIONS, lambda seen: any(e.subject == app_id for e in seen))
+    decisions = await read_topic(kafka, DECISIONS, lambda seen: any(e.subject == app_id for e in seen))
     decided = [e for e in decisions if e.subject == app_id]
     assert len(decided) == 1
     decision = decided[0].payload(ApplicationDecided)
@@ -57,7 +58,7 @@ async def test_submitted_application_is_reserved_decided_and_notified(
     tampered = decided[0].model_copy(update={"data": {**decided[0].data, "amount_cents": 1}})
     assert check_signature(tampered, published_key) is SignatureStatus.INVALID
 
-    reviews = await read_topic(kafka_bootstrap, REVIEWS, lambda seen: any(e.subject == app_id for e in seen))
+    reviews = await read_topic(kafka, REVIEWS, lambda seen: any(e.subject == app_id for e in seen))
     review = next(e for e in reviews if e.subject == app_id)
     assert review.payload(ApplicationReviewed).outcome.value == "eligible"
     assert decided[0].causationid == review.id, "the decision names the review that caused it"
@@ -86,7 +87,7 @@ async def test_submitted_application_is_reserved_decided_and_notified(
     def delivered(seen: list[Envelope]) -> list[Envelope]:
         return [e for e in seen if e.subject == app_id and e.is_a(NotificationDelivered)]
 
-    notifications = await read_topic(kafka_bootstrap, NOTIFICATIONS, lambda seen: len(delivered(seen)) >= 2)
+    notifications = await read_topic(kafka, NOTIFICATIONS, lambda seen: len(delivered(seen)) >= 2)
     types = sorted(e.payload(NotificationDelivered).notice_type for e in delivered(notifications))
     assert types == ["approved", "receipt"]
 

@@ -9,6 +9,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from runtime.kafka import KafkaAccess
 from schemas.topics import DECISIONS
 from tests.support import ServiceProcesses, intake_url, open_fiscal_year, read_topic, sample_application
 
@@ -31,7 +32,7 @@ async def submit_stream(token: str, count: int, pause: float) -> list[str]:
 
 
 async def test_graceful_restarts_mid_stream_lose_and_duplicate_nothing(
-    services: ServiceProcesses, portal_token: str, kafka_bootstrap: str
+    services: ServiceProcesses, portal_token: str, kafka: KafkaAccess
 ) -> None:
     await open_fiscal_year(2027, 1_000_000_000)
     submitting = asyncio.create_task(submit_stream(portal_token, APPLICATIONS, pause=0.05))
@@ -44,7 +45,7 @@ async def test_graceful_restarts_mid_stream_lose_and_duplicate_nothing(
     def decided_all(seen: list) -> bool:  # type: ignore[type-arg]
         return ids <= {e.subject for e in seen}
 
-    decisions = await read_topic(kafka_bootstrap, DECISIONS, decided_all, timeout=60)
+    decisions = await read_topic(kafka, DECISIONS, decided_all, timeout=60)
     per_application = Counter(e.subject for e in decisions if e.subject in ids)
     assert set(per_application) == ids, f"undecided: {sorted(ids - set(per_application))}"
     assert all(n == 1 for n in per_application.values()), per_application.most_common(3)

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from runtime.kafka import make_producer, publish
+from runtime.kafka import KafkaAccess, make_producer, publish
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
 from schemas.events import (
@@ -69,7 +69,7 @@ def amounts(requested: int, rate_percent: int = 80) -> dict[str, Any]:
     }
 
 
-async def receive(bootstrap: str, application: dict[str, Any], app_id: str | None = None) -> str:
+async def receive(kafka: KafkaAccess, application: dict[str, Any], app_id: str | None = None) -> str:
     """Publish an ``application.received`` as intake would: the review service's input, nothing else."""
     app_id = app_id or f"TH-EGOV-{YEAR}-8{uuid.uuid4().int % 10**6:06d}"
     received = ApplicationReceived(
@@ -79,7 +79,7 @@ async def receive(bootstrap: str, application: dict[str, Any], app_id: str | Non
         category_open=True,
         application=FundingApplication.model_validate(application),
     )
-    producer = make_producer(bootstrap, "test-review-input")
+    producer = make_producer(kafka, "test-review-input")
     await producer.start()
     try:
         await publish(producer, APPLICATIONS, app_id, Envelope.wrap(received, source="/egov/intake", subject=app_id))
@@ -93,14 +93,14 @@ def of_type(app_id: str, event_class: type[Any]) -> Callable[[list[Envelope]], l
 
 
 async def events_about(
-    bootstrap: str, topic: Any, app_id: str, event_class: type[Any], count: int = 1, timeout: float = 30
+    kafka: KafkaAccess, topic: Any, app_id: str, event_class: type[Any], count: int = 1, timeout: float = 30
 ) -> list[Envelope]:
     select = of_type(app_id, event_class)
-    return select(await read_topic(bootstrap, topic, lambda seen: len(select(seen)) >= count, timeout))
+    return select(await read_topic(kafka, topic, lambda seen: len(select(seen)) >= count, timeout))
 
 
-async def reviewed(bootstrap: str, app_id: str, count: int = 1) -> list[ApplicationReviewed]:
-    found = await events_about(bootstrap, REVIEWS, app_id, ApplicationReviewed, count)
+async def reviewed(kafka: KafkaAccess, app_id: str, count: int = 1) -> list[ApplicationReviewed]:
+    found = await events_about(kafka, REVIEWS, app_id, ApplicationReviewed, count)
     assert len(found) >= count, f"{app_id}: {len(found)} review results, expected {count}"
     return [e.payload(ApplicationReviewed) for e in found]
 
@@ -133,33 +133,33 @@ async def budget_open(services: ServiceProcesses) -> None:
     await open_fiscal_year(YEAR, 1_000_000_000)
 
 
-async def decision_of(bootstrap: str, app_id: str) -> ApplicationDecided:
-    found = await events_about(bootstrap, DECISIONS, app_id, ApplicationDecided)
+async def decision_of(kafka: KafkaAccess, app_id: str) -> ApplicationDecided:
+    found = await events_about(kafka, DECISIONS, app_id, ApplicationDecided)
     assert len(found) == 1, f"{app_id}: {len(found)} decisions"
     return found[0].payload(ApplicationDecided)
 
 
 async def test_eligible_ineligible_and_manual_cases_each_get_their_review(
-    services: ServiceProcesses, kafka_bootstrap: str, anna: Caseworker
+    services: ServiceProcesses, kafka: KafkaAccess, anna: Caseworker
 ) -> None:
     counted_before = {o: await review_metric("egov_reviews_total", f'outcome="{o}"') for o in OUTCOMES}
-    eligible = await receive(kafka_bootstrap, sample_application())
-    ineligible = await receive(kafka_bootstrap, sample_application(**amounts(9_600_000, rate_percent=100)))
-    manual = await receive(kafka_bootstrap, {**sample_application(), "early_start": EARLY_START})
+    eligible = await receive(kafka, sample_application())
+    ineligible = await receive(kafka, sample_application(**amounts(9_600_000, rate_percent=100)))
+    manual = await receive(kafka, {**sample_application(), "early_start": EARLY_START})
 
-    [ok] = await reviewed(kafka_bootstrap, eligible)
+    [ok] = await reviewed(kafka, eligible)
     assert (ok.outcome, ok.rules_version, ok.reviewer) == (ReviewOutcome.ELIGIBLE, V1, "automatic")
     assert [f.rule_id[:3] for f in ok.findings] == [f"R0{i}" for i in range(1, 10)]
     assert all(f.passed and not f.needs_person for f in ok.findings)
 
-    [no] = await reviewed(kafka_bootstrap, ineligible)
+    [no] = await reviewed(kafka, ineligible)
     assert (no.outcome, no.rules_version) == (ReviewOutcome.INELIGIBLE, V1)
     failed = [f for f in no.findings if not f.passed]
     assert [f.rule_id for f in failed] == ["R04-financing"]
     assert "höchstens 7680000 Cent" in failed[0].message_de
     assert "at most 7680000 cents" in failed[0].message_en
 
-    [person] = await reviewed(kafka_bootstrap, manual)
+    [person] = await reviewed(kafka, manual)
     assert (person.outcome, person.rules_version) == (ReviewOutcome.NEEDS_MANUAL_REVIEW, V1)
     assert [f.rule_id for f in person.findings if f.needs_person] == ["R06-not-started"]
     assert all(f.passed for f in person.findings)
@@ -174,10 +174,10 @@ async def test_eligible_ineligible_and_manual_cases_each_get_their_review(
 
 
 async def test_a_caseworker_decision_moves_the_case_on_to_the_budget(
-    services: ServiceProcesses, kafka_bootstrap: str, anna: Caseworker, budget_open: None
+    services: ServiceProcesses, kafka: KafkaAccess, anna: Caseworker, budget_open: None
 ) -> None:
-    app_id = await receive(kafka_bootstrap, {**sample_application(), "early_start": EARLY_START})
-    [automatic] = await reviewed(kafka_bootstrap, app_id)
+    app_id = await receive(kafka, {**sample_application(), "early_start": EARLY_START})
+    [automatic] = await reviewed(kafka, app_id)
 
     case = (await anna.get(f"/v1/cases/{app_id}")).json()
     assert case["status"] == "open"
@@ -199,7 +199,7 @@ async def test_a_caseworker_decision_moves_the_case_on_to_the_budget(
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "decided"
 
-    envelopes = await events_about(kafka_bootstrap, REVIEWS, app_id, ApplicationReviewed, count=2)
+    envelopes = await events_about(kafka, REVIEWS, app_id, ApplicationReviewed, count=2)
     final_envelope = envelopes[1]
     final = final_envelope.payload(ApplicationReviewed)
     assert (final.outcome, final.reviewer, final.rules_version) == (ReviewOutcome.ELIGIBLE, "sb-anna", V1)
@@ -211,7 +211,7 @@ async def test_a_caseworker_decision_moves_the_case_on_to_the_budget(
     assert justification in added["C01-caseworker-decision"].message_de
     assert "keine Förderzusage" in added["C02-early-start"].message_de
 
-    decision = await decision_of(kafka_bootstrap, app_id)
+    decision = await decision_of(kafka, app_id)
     assert decision.decision is Decision.APPROVED
     assert decision.rules_version == V1
     assert app_id not in [c["application_id"] for c in (await anna.get("/v1/cases")).json()["cases"]]
@@ -222,13 +222,13 @@ async def test_a_caseworker_decision_moves_the_case_on_to_the_budget(
 
 async def test_four_eyes_needs_a_second_different_caseworker(
     services: ServiceProcesses,
-    kafka_bootstrap: str,
+    kafka: KafkaAccess,
     anna: Caseworker,
     bernd: Caseworker,
     budget_open: None,
 ) -> None:
-    app_id = await receive(kafka_bootstrap, sample_application(**amounts(25_000_000)))
-    [automatic] = await reviewed(kafka_bootstrap, app_id)
+    app_id = await receive(kafka, sample_application(**amounts(25_000_000)))
+    [automatic] = await reviewed(kafka, app_id)
     assert automatic.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW
     assert [f.rule_id for f in automatic.findings if f.needs_person] == ["R09-four-eyes"]
 
@@ -236,7 +236,7 @@ async def test_four_eyes_needs_a_second_different_caseworker(
     proposed = await anna.post(f"/v1/cases/{app_id}/decision", {"outcome": "eligible", "justification": justification})
     assert proposed.status_code == 200, proposed.text
     assert proposed.json()["status"] == "proposed"
-    [proposal] = await events_about(kafka_bootstrap, REVIEWS, app_id, ReviewProposed)
+    [proposal] = await events_about(kafka, REVIEWS, app_id, ReviewProposed)
     assert proposal.actor == "sb-anna"
     assert proposal.payload(ReviewProposed).proposed_by == "sb-anna"
     assert proposal.payload(ReviewProposed).rules_version == V1
@@ -252,7 +252,7 @@ async def test_four_eyes_needs_a_second_different_caseworker(
     confirmed = await bernd.post(f"/v1/cases/{app_id}/confirmation")
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["status"] == "decided"
-    envelopes = await events_about(kafka_bootstrap, REVIEWS, app_id, ApplicationReviewed, count=2)
+    envelopes = await events_about(kafka, REVIEWS, app_id, ApplicationReviewed, count=2)
     assert len(envelopes) == 2, "only the automatic review and the confirmed decision, no review for the proposal"
     final = envelopes[1].payload(ApplicationReviewed)
     assert (final.outcome, final.reviewer, envelopes[1].actor) == (ReviewOutcome.ELIGIBLE, "sb-bernd", "sb-bernd")
@@ -261,24 +261,24 @@ async def test_four_eyes_needs_a_second_different_caseworker(
     assert "sb-anna" in four_eyes.message_en
     assert "sb-bernd" in four_eyes.message_en
 
-    decision = await decision_of(kafka_bootstrap, app_id)
+    decision = await decision_of(kafka, app_id)
     assert (decision.decision, decision.amount_cents) == (Decision.APPROVED, 25_000_000)
     history = (await bernd.get(f"/v1/cases/{app_id}")).json()["history"]
     assert [(h["action"], h["caseworker"]) for h in history] == [("proposed", "sb-anna"), ("confirmed", "sb-bernd")]
 
 
 async def test_documents_requested_then_ineligible_becomes_a_rejection(
-    services: ServiceProcesses, kafka_bootstrap: str, anna: Caseworker, budget_open: None
+    services: ServiceProcesses, kafka: KafkaAccess, anna: Caseworker, budget_open: None
 ) -> None:
-    app_id = await receive(kafka_bootstrap, {**sample_application(), "early_start": EARLY_START})
-    await reviewed(kafka_bootstrap, app_id)
+    app_id = await receive(kafka, {**sample_application(), "early_start": EARLY_START})
+    await reviewed(kafka, app_id)
 
     asked = await anna.post(
         f"/v1/cases/{app_id}/document-requests", {"documents": ["security_concept"], "note": "Bitte mit Datum."}
     )
     assert asked.status_code == 200, asked.text
     assert asked.json()["status"] == "waiting_documents"
-    [request] = await events_about(kafka_bootstrap, REVIEWS, app_id, DocumentsRequested)
+    [request] = await events_about(kafka, REVIEWS, app_id, DocumentsRequested)
     payload = request.payload(DocumentsRequested)
     assert (request.actor, payload.requested_by, payload.documents) == ("sb-anna", "sb-anna", ["security_concept"])
     assert "security_concept" in payload.message_de
@@ -293,10 +293,10 @@ async def test_documents_requested_then_ineligible_becomes_a_rejection(
         {"outcome": "ineligible", "justification": justification, "early_start_permitted": False},
     )
     assert done.status_code == 200, done.text
-    final = (await reviewed(kafka_bootstrap, app_id, count=2))[1]
+    final = (await reviewed(kafka, app_id, count=2))[1]
     assert (final.outcome, final.reviewer) == (ReviewOutcome.INELIGIBLE, "sb-anna")
     assert [f.rule_id for f in final.findings if not f.passed] == ["C01-caseworker-decision"]
-    decision = await decision_of(kafka_bootstrap, app_id)
+    decision = await decision_of(kafka, app_id)
     assert decision.decision is Decision.REJECTED
     assert decision.reasons == ["C01-caseworker-decision"]
 
@@ -326,7 +326,7 @@ async def review_metric(name: str, *labels: str) -> float:
 
 
 async def test_redelivered_received_event_gives_no_second_review(
-    services: ServiceProcesses, kafka_bootstrap: str, service_dsns: dict[str, str]
+    services: ServiceProcesses, kafka: KafkaAccess, service_dsns: dict[str, str]
 ) -> None:
     app_id = f"TH-EGOV-{YEAR}-9{uuid.uuid4().int % 10**6:06d}"
     received = ApplicationReceived(
@@ -341,7 +341,7 @@ async def test_redelivered_received_event_gives_no_second_review(
     reissued = Envelope.wrap(received, source="/egov/intake", subject=app_id, actor="portal:portal-a")
     duplicates = ('type="de.thueringen.egov.application.received.v1"', 'outcome="duplicate"')
     duplicates_before = await review_metric("egov_events_consumed_total", *duplicates)
-    producer = make_producer(kafka_bootstrap, "test-redelivery")
+    producer = make_producer(kafka, "test-redelivery")
     await producer.start()
     try:
         for one in (envelope, envelope, reissued):  # one key, one partition: handled in this order
@@ -362,7 +362,7 @@ async def test_redelivered_received_event_gives_no_second_review(
     assert (handled, reviews) == (1, 1)
     assert await review_metric("egov_events_consumed_total", *duplicates) == duplicates_before + 1
     await asyncio.sleep(1.0)  # give a wrongly staged second result time to reach the topic
-    results = await events_about(kafka_bootstrap, REVIEWS, app_id, ApplicationReviewed, count=2, timeout=3)
+    results = await events_about(kafka, REVIEWS, app_id, ApplicationReviewed, count=2, timeout=3)
     assert len(results) == 1
     assert results[0].causationid == envelope.id
 

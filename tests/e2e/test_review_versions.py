@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from runtime.kafka import KafkaAccess
 from schemas.events import ApplicationReviewed, ReviewOutcome
 from schemas.rules import RULES_DIR
 from schemas.topics import REVIEWS
@@ -67,19 +68,19 @@ def what_if(review_dsn: str, rules_file: Path, day: str) -> str:
 
 
 async def test_new_rules_apply_after_loading_and_earlier_decisions_keep_theirs(
-    services: ServiceProcesses, kafka_bootstrap: str, service_dsns: dict[str, str]
+    services: ServiceProcesses, kafka: KafkaAccess, service_dsns: dict[str, str]
 ) -> None:
     caseworker = Caseworker(issue_caseworker(service_dsns["review"], "sb-clara"))
-    before = await receive(kafka_bootstrap, sample_application())
-    pending = await receive(kafka_bootstrap, {**sample_application(), "early_start": EARLY_START})
-    [decided_under_v1] = await reviewed(kafka_bootstrap, before)
+    before = await receive(kafka, sample_application())
+    pending = await receive(kafka, {**sample_application(), "early_start": EARLY_START})
+    [decided_under_v1] = await reviewed(kafka, before)
     assert (decided_under_v1.outcome, decided_under_v1.rules_version) == (ReviewOutcome.ELIGIBLE, V1)
-    [waiting] = await reviewed(kafka_bootstrap, pending)
+    [waiting] = await reviewed(kafka, pending)
     assert waiting.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW
 
     async with review_with_rules(services, V2_FILE):
-        after = await receive(kafka_bootstrap, sample_application())
-        [under_v2] = await reviewed(kafka_bootstrap, after)
+        after = await receive(kafka, sample_application())
+        [under_v2] = await reviewed(kafka, after)
         assert (under_v2.outcome, under_v2.rules_version) == (ReviewOutcome.INELIGIBLE, V2)
         assert [f.rule_id for f in under_v2.findings if not f.passed] == ["R04-financing"], "70 % under v2"
 
@@ -88,10 +89,10 @@ async def test_new_rules_apply_after_loading_and_earlier_decisions_keep_theirs(
             {"outcome": "eligible", "justification": "Vorzeitiger Beginn begründet.", "early_start_permitted": True},
         )
         assert decided.status_code == 200, decided.text
-        final = (await reviewed(kafka_bootstrap, pending, count=2))[1]
+        final = (await reviewed(kafka, pending, count=2))[1]
         assert (final.outcome, final.rules_version) == (ReviewOutcome.ELIGIBLE, V1), "reviewed under v1, stays v1"
 
-    all_reviews = await events_about(kafka_bootstrap, REVIEWS, before, ApplicationReviewed, count=2, timeout=2)
+    all_reviews = await events_about(kafka, REVIEWS, before, ApplicationReviewed, count=2, timeout=2)
     assert [e.payload(ApplicationReviewed).rules_version for e in all_reviews] == [V1], "no re-review"
     conn = await asyncpg.connect(service_dsns["review"])
     try:
@@ -107,11 +108,11 @@ async def test_new_rules_apply_after_loading_and_earlier_decisions_keep_theirs(
 
 
 async def test_what_if_prints_changed_outcomes_and_emits_nothing(
-    services: ServiceProcesses, kafka_bootstrap: str, service_dsns: dict[str, str]
+    services: ServiceProcesses, kafka: KafkaAccess, service_dsns: dict[str, str]
 ) -> None:
-    app_id = await receive(kafka_bootstrap, sample_application())
-    await reviewed(kafka_bootstrap, app_id)
-    published_before = len(await read_topic(kafka_bootstrap, REVIEWS, lambda _: False, timeout=1.5))
+    app_id = await receive(kafka, sample_application())
+    await reviewed(kafka, app_id)
+    published_before = len(await read_topic(kafka, REVIEWS, lambda _: False, timeout=1.5))
     today = datetime.now(UTC).date().isoformat()
 
     report = what_if(service_dsns["review"], V2_FILE, today)
@@ -127,7 +128,7 @@ async def test_what_if_prints_changed_outcomes_and_emits_nothing(
     unchanged = what_if(service_dsns["review"], RULES_DIR / "egov-2024-v1.toml", today)
     assert next(x for x in unchanged.splitlines() if app_id in x).startswith(" "), "same rules, same outcome"
 
-    published_after = len(await read_topic(kafka_bootstrap, REVIEWS, lambda _: False, timeout=1.5))
+    published_after = len(await read_topic(kafka, REVIEWS, lambda _: False, timeout=1.5))
     assert published_after == published_before
     conn = await asyncpg.connect(service_dsns["review"])
     try:

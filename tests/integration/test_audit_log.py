@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from audit.budget import budget_report
 from audit.reader import read_log
 from audit.timeline import timeline
 from audit.verify import verify
+from runtime.kafka import KafkaAccess
 from schemas.envelope import Envelope
 from schemas.events import ApplicationWaitlisted
 from schemas.topics import BUDGET, DECISIONS
@@ -28,6 +30,7 @@ from tests.support import (
     REPO,
     SERVICE_PORTS,
     ServiceProcesses,
+    as_principal,
     intake_url,
     open_fiscal_year,
     read_topic,
@@ -76,13 +79,13 @@ def decided(ids: list[str]) -> Callable[[list[Envelope]], bool]:
     return lambda seen: {e.subject for e in seen} >= set(ids)
 
 
-async def run_pipeline(token: str, bootstrap: str) -> dict[str, str]:
+async def run_pipeline(token: str, kafka: KafkaAccess) -> dict[str, str]:
     """Submit, build a line, serve it; returns the application ids by role."""
     assert await open_fiscal_year(SMALL_YEAR, GRANT + 1) == 201
     await open_fiscal_year(2027, 1_000_000_000)
     async with httpx.AsyncClient(timeout=10) as http:
         first = await submit(http, token, small_year_application())
-        assert decided([first])(await read_topic(bootstrap, DECISIONS, decided([first])))
+        assert decided([first])(await read_topic(kafka, DECISIONS, decided([first])))
         second = await submit(http, token, small_year_application())
         third = await submit(http, token, small_year_application())
         other_year = await submit(http, token, sample_application())
@@ -91,22 +94,22 @@ async def run_pipeline(token: str, bootstrap: str) -> dict[str, str]:
     def waiting(seen: list[Envelope]) -> bool:
         return {e.subject for e in seen if e.is_a(ApplicationWaitlisted)} >= {second, third}
 
-    assert waiting(await read_topic(bootstrap, BUDGET, waiting)), "the second and third wait for money"
+    assert waiting(await read_topic(kafka, BUDGET, waiting)), "the second and third wait for money"
     await raise_pot(SMALL_YEAR, 3 * GRANT)
     apps = {"first": first, "second": second, "third": third, "other_year": other_year, "rejected": rejected}
-    decisions = await read_topic(bootstrap, DECISIONS, decided(list(apps.values())), timeout=60)
+    decisions = await read_topic(kafka, DECISIONS, decided(list(apps.values())), timeout=60)
     assert {e.subject for e in decisions} >= set(apps.values())
     return apps
 
 
 async def test_verify_passes_on_the_log_of_a_real_pipeline_run(
-    services: ServiceProcesses, portal_token: str, kafka_bootstrap: str
+    services: ServiceProcesses, portal_token: str, kafka: KafkaAccess
 ) -> None:
-    apps = await run_pipeline(portal_token, kafka_bootstrap)
+    apps = await run_pipeline(portal_token, kafka)
     await asyncio.sleep(1.0)  # let notices and late budget events land as well
 
     async with asyncio.timeout(60):
-        log = await read_log(kafka_bootstrap)
+        log = await read_log(kafka)
     assert log.unreadable == []
     report = verify(log.envelopes)
 
@@ -130,10 +133,10 @@ async def test_verify_passes_on_the_log_of_a_real_pipeline_run(
     assert budget["final"]["committed_cents"] == 3 * GRANT
     promoted = [r for r in timeline(log.envelopes, apps["second"]) if r["type"] == "budget.reserved.v1"]
     assert [r["cause_type"] for r in promoted] == ["budget.pot_adjusted.v1"]
-    await check_the_command(kafka_bootstrap, apps)
+    await check_the_command(kafka, apps)
 
 
-async def audit_command(bootstrap: str, *args: str) -> tuple[int, str]:
+async def audit_command(kafka: KafkaAccess, *args: str) -> tuple[int, str]:
     """The command as an operator runs it: its exit code and what it printed."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -141,9 +144,11 @@ async def audit_command(bootstrap: str, *args: str) -> tuple[int, str]:
         "audit",
         *args,
         "--bootstrap",
-        bootstrap,
+        kafka.bootstrap,
         "--json",
         cwd=REPO,
+        # As an auditor runs it: the read-only audit principal, its password in the environment.
+        env={**os.environ, **as_principal(kafka, "audit").env("EGOV_")},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -152,16 +157,16 @@ async def audit_command(bootstrap: str, *args: str) -> tuple[int, str]:
     return process.returncode, out.decode() + err.decode()
 
 
-async def check_the_command(bootstrap: str, apps: dict[str, str]) -> None:
-    code, out = await audit_command(bootstrap, "verify", *(a for app in apps.values() for a in ("--application", app)))
+async def check_the_command(kafka: KafkaAccess, apps: dict[str, str]) -> None:
+    code, out = await audit_command(kafka, "verify", *(a for app in apps.values() for a in ("--application", app)))
     assert code == 0, out
     assert json.loads(out)["ok"] is True
-    code, out = await audit_command(bootstrap, "timeline", apps["third"])
+    code, out = await audit_command(kafka, "timeline", apps["third"])
     assert code == 0, out
     types = [row["type"] for row in json.loads(out)]
     steps = ["application.received.v1", "application.reviewed.v1", "budget.waitlisted.v1", "application.decided.v1"]
     assert [t for t in types if t in steps] == steps, types  # notices may fall anywhere in between
-    code, out = await audit_command(bootstrap, "budget", str(SMALL_YEAR))
+    code, out = await audit_command(kafka, "budget", str(SMALL_YEAR))
     assert code == 0, out
     assert json.loads(out)["final"]["committed_cents"] == 3 * GRANT
-    assert (await audit_command(bootstrap, "timeline", "TH-EGOV-2083-999999"))[0] == 1
+    assert (await audit_command(kafka, "timeline", "TH-EGOV-2083-999999"))[0] == 1

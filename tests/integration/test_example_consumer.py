@@ -4,6 +4,7 @@ with the verdict on each signature."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import uuid
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime.kafka import make_producer, publish
+from runtime.kafka import KafkaAccess, make_producer, publish
 from runtime.signing import load_signer, public_key_path
 from schemas.application import FundingYear
 from schemas.envelope import Envelope
 from schemas.events import ApplicationDecided, Decision
 from schemas.topics import DECISIONS
-from tests.support import REPO, private_broker
+from tests.support import REPO, as_principal, private_broker
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +41,27 @@ def decision(application_id: str, decision: Decision, amount: int) -> Envelope:
     return Envelope.wrap(decided, source="/egov/budget", subject=application_id, actor="budget")
 
 
-async def run_consumer(bootstrap: str, public_key: Path) -> tuple[int, str, str]:
+async def run_consumer(kafka: KafkaAccess, public_key: Path) -> tuple[int, str, str]:
+    """The example as a downstream system runs it: as the read-only downstream principal."""
+    downstream = as_principal(kafka, "downstream")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "examples/decision_consumer.py",
         "--bootstrap",
-        bootstrap,
+        kafka.bootstrap,
+        "--username",
+        downstream.username,
+        "--ca-file",
+        str(downstream.ca_file),
         "--group-id",
-        f"example-consumer-{uuid.uuid4()}",
+        f"downstream-example-consumer-{uuid.uuid4()}",
         "--from-beginning",
         "--public-key",
         str(public_key),
         "--exit-when-idle",
         "4",
         cwd=REPO,
+        env={**os.environ, "EGOV_KAFKA_PASSWORD": downstream.password.get_secret_value()},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -63,14 +71,14 @@ async def run_consumer(bootstrap: str, public_key: Path) -> tuple[int, str, str]
 
 
 @pytest.fixture
-async def own_broker() -> AsyncIterator[str]:
+async def own_broker() -> AsyncIterator[KafkaAccess]:
     """The decisions here are hand-made (no review behind them): keep them out of the shared log."""
-    async with private_broker("example-consumer", 1) as bootstrap:
-        yield bootstrap
+    async with private_broker("example-consumer", 1) as kafka:
+        yield kafka
 
 
 async def test_the_example_consumer_prints_validated_decisions_and_checks_signatures(
-    own_broker: str, tmp_path: Path
+    own_broker: KafkaAccess, tmp_path: Path
 ) -> None:
     signer = load_signer(tmp_path / "keys" / "decision-signing.pem", create_if_missing=True)
     serial = random.randrange(10**6)

@@ -23,9 +23,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from runtime.kafka import ensure_topics
+from runtime.kafka import KafkaAccess, ensure_topics, make_producer, make_reader
 from schemas.application import FundingApplication, FundingYear
 from schemas.envelope import Envelope
 from schemas.events import (
@@ -40,7 +40,17 @@ from schemas.events import (
 )
 from schemas.topics import ALL_TOPICS, APPLICATIONS, BUDGET, DECISIONS, SUBMISSIONS, Topic, dead_letters
 from tests.conftest import issue_portal_token
-from tests.support import REPO, SERVICE_PORTS, TEST_SLOT, fresh_database, read_topic, sample_application
+from tests.support import (
+    REPO,
+    SERVICE_PORTS,
+    TEST_SLOT,
+    as_principal,
+    fresh_database,
+    kafka_access,
+    read_topic,
+    sample_application,
+    service_kafka_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +65,7 @@ PUBLISH_TIMEOUT_MS = 2000
 # --- the private broker and the intake process ----------------------------------------------------
 
 
-def kafka(command: str) -> None:
+def kafka_sh(command: str) -> None:
     env = {**os.environ, "EGOV_STATE_DIR": str(BROKER_STATE), "EGOV_KAFKA_PORT": str(BROKER_PORT)}
     done = subprocess.run([str(REPO / "deploy" / "kafka.sh"), command], env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"kafka.sh {command}: {done.stderr}"
@@ -63,14 +73,14 @@ def kafka(command: str) -> None:
 
 @dataclass
 class IntakeProcess:
-    bootstrap: str
+    kafka: KafkaAccess
     dsn: str
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+        env.update(service_kafka_env(self.kafka, "intake"))
         env.update(
-            INTAKE_KAFKA_BOOTSTRAP=self.bootstrap,
             INTAKE_DATABASE_URL=self.dsn,
             INTAKE_HTTP_PORT=str(INTAKE_PORT),
             INTAKE_PUBLIC_BASE_URL=BASE_URL,
@@ -111,20 +121,20 @@ class IntakeProcess:
 
 
 @pytest.fixture(scope="module")
-async def own_broker() -> AsyncIterator[str]:
+async def own_broker() -> AsyncIterator[KafkaAccess]:
     BROKER_STATE.mkdir(parents=True, exist_ok=True)
-    kafka("reset")
-    kafka("start")
-    bootstrap = f"127.0.0.1:{BROKER_PORT}"
-    await ensure_topics(bootstrap, ALL_TOPICS)
+    kafka_sh("reset")
+    kafka_sh("start")
+    kafka = kafka_access(f"127.0.0.1:{BROKER_PORT}")
+    await ensure_topics(kafka, ALL_TOPICS)
     try:
-        yield bootstrap
+        yield kafka
     finally:
-        kafka("reset")  # stops the broker and removes its data; intake.log stays for a look afterwards
+        kafka_sh("reset")  # stops the broker and removes its data; intake.log stays for a look afterwards
 
 
 @pytest.fixture(scope="module")
-async def intake(own_broker: str, pg_admin_dsn: str) -> AsyncIterator[IntakeProcess]:
+async def intake(own_broker: KafkaAccess, pg_admin_dsn: str) -> AsyncIterator[IntakeProcess]:
     dsn = await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_intake_api")
     process = IntakeProcess(own_broker, dsn)
     process.start()
@@ -168,10 +178,10 @@ def marked(**project: Any) -> tuple[dict[str, Any], str]:
 
 
 async def records(
-    bootstrap: str, topic: Topic, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool]
+    kafka: KafkaAccess, topic: Topic, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool]
 ) -> list[Any]:
     """Raw records from the beginning (keys, headers and undecodable values included)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = make_reader(kafka, "test-records")
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
@@ -195,8 +205,10 @@ def received_with_title(title: str) -> Callable[[Envelope], bool]:
     return match
 
 
-async def publish(bootstrap: str, topic: Topic, key: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def publish(kafka: KafkaAccess, topic: Topic, key: str, value: bytes) -> None:
+    """Submissions as a portal principal would publish them; anything else as the operator playing a service."""
+    writer = as_principal(kafka, "portal.portal-a") if topic is SUBMISSIONS else kafka
+    producer = make_producer(writer, "test-publisher")
     await producer.start()
     try:
         await producer.send_and_wait(topic.name, value, key=key.encode())
@@ -220,7 +232,7 @@ async def test_valid_submission_is_received_with_the_exact_payload(
     assert receipt["category_open"] is True
     assert receipt["category_notice"] is None
 
-    seen = await records(intake.bootstrap, APPLICATIONS, lambda rs: any(r.key == app_id.encode() for r in rs))
+    seen = await records(intake.kafka, APPLICATIONS, lambda rs: any(r.key == app_id.encode() for r in rs))
     mine = [r for r in seen if r.key == app_id.encode()]
     assert len(mine) == 1
     envelope = Envelope.from_bytes(mine[0].value)
@@ -269,7 +281,7 @@ async def test_a_paused_category_is_named_in_the_receipt_and_the_event(
     assert response.status_code == 202, response.text
     assert response.json()["category_open"] is False
     assert "paused" in response.json()["category_notice"]
-    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: any(map(received_with_title(title), es)))
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: any(map(received_with_title(title), es)))
     [event] = [e.payload(ApplicationReceived) for e in seen if received_with_title(title)(e)]
     assert event.category_open is False
 
@@ -311,9 +323,9 @@ async def test_fifty_concurrent_submits_with_one_key_make_one_application(
 
     again = await http.post("/v1/applications", json=body, headers=headers)
     assert (again.status_code, again.content) == (202, responses[0].content)
-    await read_topic(intake.bootstrap, APPLICATIONS, lambda es: any(map(received_with_title(title), es)))
+    await read_topic(intake.kafka, APPLICATIONS, lambda es: any(map(received_with_title(title), es)))
     await asyncio.sleep(1)  # a second event, if any, would have landed by now
-    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: False, timeout=2)
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: False, timeout=2)
     mine = [e for e in seen if received_with_title(title)(e)]
     assert [e.subject for e in mine] == [app_id]
 
@@ -402,7 +414,7 @@ async def test_a_withdrawal_is_published_once_and_refused_once_decided(
     def withdrawn(es: list[Envelope]) -> list[Envelope]:
         return [e for e in es if e.subject == app_id and e.is_a(ApplicationWithdrawn)]
 
-    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: bool(withdrawn(es)))
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: bool(withdrawn(es)))
     [event] = [e.payload(ApplicationWithdrawn) for e in withdrawn(seen)]
     assert (event.portal_id, event.reason) == ("portal-a", "Projekt verschoben")
 
@@ -418,7 +430,7 @@ async def test_a_withdrawal_is_published_once_and_refused_once_decided(
         decided_at=now,
     )
     envelope = Envelope.wrap(decision, source="/egov/budget", subject=decided_id)
-    await publish(intake.bootstrap, DECISIONS, decided_id, envelope.to_bytes())
+    await publish(intake.kafka, DECISIONS, decided_id, envelope.to_bytes())
     for _ in range(100):
         status = (await http.get(f"/v1/applications/{decided_id}", headers=headers)).json()
         if status["status"] == "approved":
@@ -493,7 +505,7 @@ async def test_the_status_view_does_not_depend_on_the_order_of_the_topics(
     later = Envelope.wrap(
         waitlisted, source="/egov/budget", subject=app_id, time=now.replace(microsecond=0) + timedelta(seconds=2)
     )
-    await publish(intake.bootstrap, BUDGET, app_id, later.to_bytes())
+    await publish(intake.kafka, BUDGET, app_id, later.to_bytes())
     conn = await asyncpg.connect(intake.dsn)
     try:
         for _ in range(100):
@@ -505,7 +517,7 @@ async def test_the_status_view_does_not_depend_on_the_order_of_the_topics(
     finally:
         await conn.close()
     first = Envelope.wrap(received, source="/egov/intake", subject=app_id, time=now)
-    await publish(intake.bootstrap, APPLICATIONS, app_id, first.to_bytes())
+    await publish(intake.kafka, APPLICATIONS, app_id, first.to_bytes())
     for _ in range(100):
         response = await http.get(f"/v1/applications/{app_id}", headers=auth(tokens["portal-a"]))
         if response.status_code == 200:
@@ -658,14 +670,14 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
         b' "subject": "s", "time": "2027-01-01T00:00:00Z", "correlationid": "s", "data": {"portal_id": "portal-a"}}'
     )
 
-    await publish(intake.bootstrap, SUBMISSIONS, valid, submission(valid, application))
-    await publish(intake.bootstrap, SUBMISSIONS, valid, submission(valid, application))  # published twice
-    await publish(intake.bootstrap, SUBMISSIONS, valid, submission(valid, sample_application()))  # id reused
-    await publish(intake.bootstrap, SUBMISSIONS, invalid, submission(invalid, broken))
-    await publish(intake.bootstrap, SUBMISSIONS, stranger, submission(stranger, sample_application(), "portal-x"))
-    await publish(intake.bootstrap, SUBMISSIONS, after, garbage)
-    await publish(intake.bootstrap, SUBMISSIONS, after, not_a_command)
-    await publish(intake.bootstrap, SUBMISSIONS, after, submission(after, sample_application()))
+    await publish(intake.kafka, SUBMISSIONS, valid, submission(valid, application))
+    await publish(intake.kafka, SUBMISSIONS, valid, submission(valid, application))  # published twice
+    await publish(intake.kafka, SUBMISSIONS, valid, submission(valid, sample_application()))  # id reused
+    await publish(intake.kafka, SUBMISSIONS, invalid, submission(invalid, broken))
+    await publish(intake.kafka, SUBMISSIONS, stranger, submission(stranger, sample_application(), "portal-x"))
+    await publish(intake.kafka, SUBMISSIONS, after, garbage)
+    await publish(intake.kafka, SUBMISSIONS, after, not_a_command)
+    await publish(intake.kafka, SUBMISSIONS, after, submission(after, sample_application()))
 
     expected = [
         about(valid, ApplicationRejected),
@@ -673,7 +685,7 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
         about(stranger, ApplicationRejected),
         about(after, ApplicationReceived),
     ]
-    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: all(any(map(m, es)) for m in expected))
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: all(any(map(m, es)) for m in expected))
 
     [received] = [e for e in seen if about(valid, ApplicationReceived)(e)]
     event = received.payload(ApplicationReceived)
@@ -693,7 +705,7 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
     assert [p.code for p in unknown.errors] == ["portal.unknown"]
     assert len([e for e in seen if about(after, ApplicationReceived)(e)]) == 1, "the stream kept flowing"
 
-    dead = await records(intake.bootstrap, dead_letters("intake"), lambda rs: len(rs) >= 2)
+    dead = await records(intake.kafka, dead_letters("intake"), lambda rs: len(rs) >= 2)
     reasons = {r.value: dict(r.headers) for r in dead}
     assert reasons[garbage]["dlq_reason"] == b"undecodable"
     assert reasons[garbage]["dlq_origin"].startswith(f"{SUBMISSIONS.name}/".encode())
@@ -715,7 +727,7 @@ async def test_broker_stopped_gives_503_and_accepts_nothing_broker_back_accepts_
 ) -> None:
     headers = auth(tokens["portal-b"])
     pending = (await http.post("/v1/applications", json=marked()[0], headers=headers)).json()["application_id"]
-    kafka("stop")
+    kafka_sh("stop")
     try:
         lost, lost_title = marked()
         keyed, keyed_title = marked()
@@ -733,7 +745,7 @@ async def test_broker_stopped_gives_503_and_accepts_nothing_broker_back_accepts_
         listed = (await http.get("/v1/applications", params={"limit": 200}, headers=headers)).json()["items"]
         assert {i["application_id"]: i["status"] for i in listed}[pending] == "received"
     finally:
-        kafka("start")
+        kafka_sh("start")
 
     deadline = time.monotonic() + 60
     while (back := await http.post("/v1/applications", json=marked()[0], headers=headers)).status_code == 503:
@@ -745,9 +757,9 @@ async def test_broker_stopped_gives_503_and_accepts_nothing_broker_back_accepts_
     assert (await http.post(f"/v1/applications/{pending}/withdrawal", headers=headers)).status_code == 202
 
     back_id, retried_id = back.json()["application_id"], retried.json()["application_id"]
-    await read_topic(intake.bootstrap, APPLICATIONS, lambda es: {back_id, retried_id} <= {e.subject for e in es})
+    await read_topic(intake.kafka, APPLICATIONS, lambda es: {back_id, retried_id} <= {e.subject for e in es})
     await asyncio.sleep(2)  # anything the producer still held would have been delivered by now
-    seen = await read_topic(intake.bootstrap, APPLICATIONS, lambda es: False, timeout=2)
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: False, timeout=2)
     assert not [e for e in seen if received_with_title(lost_title)(e)], "a 503 left nothing behind"
     assert {e.id for e in seen if received_with_title(keyed_title)(e)} == {
         next(e.id for e in seen if e.subject == retried_id)

@@ -31,7 +31,7 @@ from standardwebhooks.webhooks import Webhook
 
 from runtime.consumer import handle_once
 from runtime.db import create_pool, migrate
-from runtime.kafka import make_producer
+from runtime.kafka import KafkaAccess, make_producer
 from runtime.outbox import OutboxRelay
 from schemas import events as ev
 from schemas.application import FundingApplication, FundingYear
@@ -45,7 +45,16 @@ from services.notify.endpoints import register
 from services.notify.handlers import NoticeOptions, routes
 from services.notify.settings import NotifySettings
 from services.notify.store import revoke_endpoint
-from tests.support import REPO, TEST_SLOT, SmtpSink, fresh_database, read_topic, sample_application
+from tests.support import (
+    REPO,
+    TEST_SLOT,
+    SmtpSink,
+    as_principal,
+    fresh_database,
+    read_topic,
+    sample_application,
+    service_kafka_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -161,10 +170,10 @@ class Notify:
         await self.wait_for(sql, notices, status, timeout=timeout)
 
 
-def notify_settings(dsn: str, bootstrap: str, smtp_port: int, **overrides: Any) -> NotifySettings:
+def notify_settings(dsn: str, kafka: KafkaAccess, smtp_port: int, **overrides: Any) -> NotifySettings:
     values: dict[str, Any] = {
         "database_url": dsn,
-        "kafka_bootstrap": bootstrap,
+        **service_kafka_settings(kafka, "notify"),
         "environment": "test",
         "smtp_port": smtp_port,
         "first_retry_seconds": 0.05,
@@ -182,13 +191,13 @@ def notify_settings(dsn: str, bootstrap: str, smtp_port: int, **overrides: Any) 
 
 @contextlib.asynccontextmanager
 async def running_notify(
-    admin_dsn: str, bootstrap: str, smtp_port: int, *, reservation_notices: bool = False, **overrides: Any
+    admin_dsn: str, kafka: KafkaAccess, smtp_port: int, *, reservation_notices: bool = False, **overrides: Any
 ) -> AsyncIterator[Notify]:
     dsn = await fresh_database(admin_dsn, f"egov_test{TEST_SLOT}_notify_it")
-    settings = notify_settings(dsn, bootstrap, smtp_port, **overrides)
+    settings = notify_settings(dsn, kafka, smtp_port, **overrides)
     pool = await create_pool(dsn)
     await migrate(pool, MIGRATIONS)
-    producer = make_producer(bootstrap, f"notify-it-{uuid.uuid4().hex[:6]}")
+    producer = make_producer(as_principal(kafka, "notify"), f"notify-it-{uuid.uuid4().hex[:6]}")
     await producer.start()
     relay = OutboxRelay(pool, producer)
     await relay.start()
@@ -204,8 +213,8 @@ async def running_notify(
 
 
 @pytest.fixture
-async def notify(pg_admin_dsn: str, kafka_bootstrap: str, smtp_sink: SmtpSink) -> AsyncIterator[Notify]:
-    async with running_notify(pg_admin_dsn, kafka_bootstrap, smtp_sink.port) as running:
+async def notify(pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink) -> AsyncIterator[Notify]:
+    async with running_notify(pg_admin_dsn, kafka, smtp_sink.port) as running:
         yield running
 
 
@@ -317,11 +326,11 @@ def text_of(message: Message, subtype: str = "plain") -> str:
     return str(part.get_content())  # type: ignore[attr-defined]
 
 
-async def notification_events(bootstrap: str, notices: set[str], want: Callable[[list[Envelope]], bool]) -> list:  # type: ignore[type-arg]
+async def notification_events(kafka: KafkaAccess, notices: set[str], want: Callable[[list[Envelope]], bool]) -> list:  # type: ignore[type-arg]
     def ours(seen: list[Envelope]) -> list[Envelope]:
         return [e for e in seen if e.data.get("notice_id") in notices]
 
-    return ours(await read_topic(bootstrap, NOTIFICATIONS, lambda seen: want(ours(seen)), timeout=30))
+    return ours(await read_topic(kafka, NOTIFICATIONS, lambda seen: want(ours(seen)), timeout=30))
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -340,7 +349,7 @@ def counter(notice_type: str, channel: str, outcome: str) -> float:
 
 
 async def test_every_notice_type_arrives_signed_in_german_with_the_right_amounts(
-    pg_admin_dsn: str, kafka_bootstrap: str, smtp_sink: SmtpSink
+    pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink
 ) -> None:
     a, b, c, d, e = (new_application_id() for _ in range(5))
     submission = f"sub-{uuid.uuid4().hex[:8]}"
@@ -362,7 +371,7 @@ async def test_every_notice_type_arrives_signed_in_german_with_the_right_amounts
     receiver = await Receiver().start()
     before = counter("approved", "callback", "delivered")
     try:
-        async with running_notify(pg_admin_dsn, kafka_bootstrap, smtp_sink.port, reservation_notices=True) as notify:
+        async with running_notify(pg_admin_dsn, kafka, smtp_sink.port, reservation_notices=True) as notify:
             secret = await notify.register(PORTAL, receiver.url)
             await notify.feed(*stream)
             mails_expected = [x for x in stream if x.type != ev.ApplicationRejected.wire_type()]
@@ -448,7 +457,7 @@ async def test_every_notice_type_arrives_signed_in_german_with_the_right_amounts
 
     # The audit trail: one notification.delivered per notice, and the domain metric counted them.
     wanted = {str(i) for i in everything}
-    events = await notification_events(kafka_bootstrap, wanted, lambda seen: len(seen) >= len(wanted))
+    events = await notification_events(kafka, wanted, lambda seen: len(seen) >= len(wanted))
     assert sorted(x.data["notice_id"] for x in events) == sorted(wanted)
     assert all(x.is_a(ev.NotificationDelivered) and x.data["attempts"] == 1 for x in events)
     rejection_event = next(x for x in events if x.data["notice_type"] == "intake_rejected")
@@ -479,9 +488,7 @@ async def test_a_callback_for_an_unknown_application_waits_for_its_receipt(notif
 # --- retries ------------------------------------------------------------------------------------
 
 
-async def test_a_receiver_failing_three_times_gets_the_notice_exactly_once(
-    notify: Notify, kafka_bootstrap: str
-) -> None:
+async def test_a_receiver_failing_three_times_gets_the_notice_exactly_once(notify: Notify, kafka: KafkaAccess) -> None:
     receiver = await Receiver(fail_first=3).start()
     try:
         secret = await notify.register(PORTAL, receiver.url)
@@ -498,7 +505,7 @@ async def test_a_receiver_failing_three_times_gets_the_notice_exactly_once(
         Webhook(secret).verify(call.body, call.headers)
     assert (await notify.notice(callback))["attempts"] == 4
 
-    events = await notification_events(kafka_bootstrap, {str(callback)}, lambda seen: len(seen) >= 4)
+    events = await notification_events(kafka, {str(callback)}, lambda seen: len(seen) >= 4)
     assert [(x.type.rsplit(".", 2)[-2], x.data["attempts"]) for x in events] == [
         ("failed", 1), ("failed", 2), ("failed", 3), ("delivered", 4),
     ]  # fmt: skip
@@ -523,9 +530,9 @@ async def test_a_receiver_that_is_down_gets_the_notice_after_it_comes_back(notif
 
 
 async def test_a_receiver_that_never_comes_back_ends_in_the_dead_letter_topic_and_can_be_replayed(
-    pg_admin_dsn: str, kafka_bootstrap: str, smtp_sink: SmtpSink
+    pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink
 ) -> None:
-    async with running_notify(pg_admin_dsn, kafka_bootstrap, smtp_sink.port, max_attempts=3) as notify:
+    async with running_notify(pg_admin_dsn, kafka, smtp_sink.port, max_attempts=3) as notify:
         receiver = Receiver(port=free_port())
         await notify.register(PORTAL, receiver.url)
         receipt = received(new_application_id())
@@ -538,13 +545,13 @@ async def test_a_receiver_that_never_comes_back_ends_in_the_dead_letter_topic_an
         def given_up(seen: list[Envelope]) -> bool:
             return any(x.data.get("notice_id") == str(callback) and not x.data["will_retry"] for x in seen)
 
-        parked = await read_topic(kafka_bootstrap, dead_letters("notify"), given_up, timeout=30)
+        parked = await read_topic(kafka, dead_letters("notify"), given_up, timeout=30)
         letter = next(x for x in parked if x.data.get("notice_id") == str(callback))
         failed = letter.payload(ev.NotificationFailed)
         assert (failed.attempts, failed.notice_type, failed.channel) == (3, "receipt", ev.NoticeChannel.CALLBACK)
         assert failed.last_error == "callback could not connect"
         assert failed.next_attempt_at is None
-        events = await notification_events(kafka_bootstrap, {str(callback)}, lambda seen: len(seen) >= 3)
+        events = await notification_events(kafka, {str(callback)}, lambda seen: len(seen) >= 3)
         assert [x.data["will_retry"] for x in events] == [True, True, False]
 
         # The operator brings the receiver back and replays the notice: same id, delivered once.
@@ -570,11 +577,9 @@ async def test_a_receiver_that_never_comes_back_ends_in_the_dead_letter_topic_an
 
 
 async def test_a_notice_older_than_the_age_limit_is_given_up(
-    pg_admin_dsn: str, kafka_bootstrap: str, smtp_sink: SmtpSink
+    pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink
 ) -> None:
-    async with running_notify(
-        pg_admin_dsn, kafka_bootstrap, smtp_sink.port, max_age_seconds=1.0, max_attempts=1000
-    ) as notify:
+    async with running_notify(pg_admin_dsn, kafka, smtp_sink.port, max_age_seconds=1.0, max_attempts=1000) as notify:
         await notify.register(PORTAL, f"http://127.0.0.1:{free_port()}/hooks")
         receipt = received(new_application_id())
         await notify.feed(receipt)
@@ -587,12 +592,12 @@ async def test_a_notice_older_than_the_age_limit_is_given_up(
 
 
 async def test_a_slow_receiver_does_not_delay_another_portals_notices(
-    pg_admin_dsn: str, kafka_bootstrap: str, smtp_sink: SmtpSink
+    pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink
 ) -> None:
     slow, fast = await Receiver(delay=2.5).start(), await Receiver().start()
     try:
         async with running_notify(
-            pg_admin_dsn, kafka_bootstrap, smtp_sink.port, callback_timeout_seconds=3.0, callback_concurrency=2
+            pg_admin_dsn, kafka, smtp_sink.port, callback_timeout_seconds=3.0, callback_concurrency=2
         ) as notify:
             await notify.register("portal-slow", slow.url)
             await notify.register("portal-fast", fast.url)
@@ -688,13 +693,11 @@ async def test_a_redelivered_event_creates_no_second_notice(notify: Notify, smtp
 
 
 async def test_a_graceful_stop_finishes_running_attempts_and_hands_back_the_waiting_ones(
-    pg_admin_dsn: str, kafka_bootstrap: str, smtp_sink: SmtpSink
+    pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink
 ) -> None:
     receiver = await Receiver(delay=1.0).start()
     try:
-        async with running_notify(
-            pg_admin_dsn, kafka_bootstrap, smtp_sink.port, callback_concurrency=1, claim_ahead=2
-        ) as notify:
+        async with running_notify(pg_admin_dsn, kafka, smtp_sink.port, callback_concurrency=1, claim_ahead=2) as notify:
             await notify.register(PORTAL, receiver.url)
             receipts = [received(new_application_id()) for _ in range(2)]
             await notify.feed(*receipts)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from runtime.kafka import KafkaAccess
 from services.notify import webhooks
 from services.notify.domain import notice_id
 from tests.integration.test_notify_delivery import (
@@ -29,8 +30,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def notify(pg_admin_dsn: str, kafka_bootstrap: str, smtp_sink: SmtpSink) -> AsyncIterator[Notify]:
-    async with running_notify(pg_admin_dsn, kafka_bootstrap, smtp_sink.port) as running:
+async def notify(pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink) -> AsyncIterator[Notify]:
+    async with running_notify(pg_admin_dsn, kafka, smtp_sink.port) as running:
         yield running
 
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
+from runtime.kafka import KafkaAccess
 from services.notify.domain import notice_id
 from tests.integration.test_notify_delivery import new_application_id, received, running_notify
 
@@ -104,9 +105,9 @@ async def relay(tmp_path: Path) -> AsyncIterator[GuardedRelay]:
     await server.stop()
 
 
-async def deliver_one(pg_admin_dsn: str, kafka_bootstrap: str, relay: GuardedRelay, **smtp: Any) -> Any:
+async def deliver_one(pg_admin_dsn: str, kafka: KafkaAccess, relay: GuardedRelay, **smtp: Any) -> Any:
     """One receipt e-mail through the relay with these settings: the notice row when it settled."""
-    async with running_notify(pg_admin_dsn, kafka_bootstrap, relay.port, max_attempts=1, **smtp) as notify:
+    async with running_notify(pg_admin_dsn, kafka, relay.port, max_attempts=1, **smtp) as notify:
         receipt = received(new_application_id(), "portal-mail-only")
         await notify.feed(receipt)
         email = notice_id(receipt.id, "email")
@@ -115,11 +116,11 @@ async def deliver_one(pg_admin_dsn: str, kafka_bootstrap: str, relay: GuardedRel
 
 
 async def test_starttls_and_authentication_are_used_when_configured(
-    pg_admin_dsn: str, kafka_bootstrap: str, relay: GuardedRelay
+    pg_admin_dsn: str, kafka: KafkaAccess, relay: GuardedRelay
 ) -> None:
     notice = await deliver_one(
         pg_admin_dsn,
-        kafka_bootstrap,
+        kafka,
         relay,
         smtp_starttls=True,
         smtp_ca_file=relay.cert,
@@ -134,22 +135,20 @@ async def test_starttls_and_authentication_are_used_when_configured(
 
 
 async def test_without_starttls_the_guarded_relay_refuses_and_nothing_is_sent_in_clear(
-    pg_admin_dsn: str, kafka_bootstrap: str, relay: GuardedRelay
+    pg_admin_dsn: str, kafka: KafkaAccess, relay: GuardedRelay
 ) -> None:
-    notice = await deliver_one(
-        pg_admin_dsn, kafka_bootstrap, relay, smtp_username=USER, smtp_password=SecretStr(PASSWORD)
-    )
+    notice = await deliver_one(pg_admin_dsn, kafka, relay, smtp_username=USER, smtp_password=SecretStr(PASSWORD))
     assert notice["status"] == "failed"
     assert notice["last_error"].startswith("SMTP ")
     assert relay.received == []
 
 
 async def test_a_wrong_password_fails_the_attempt_without_leaking_it(
-    pg_admin_dsn: str, kafka_bootstrap: str, relay: GuardedRelay
+    pg_admin_dsn: str, kafka: KafkaAccess, relay: GuardedRelay
 ) -> None:
     notice = await deliver_one(
         pg_admin_dsn,
-        kafka_bootstrap,
+        kafka,
         relay,
         smtp_starttls=True,
         smtp_ca_file=relay.cert,
@@ -161,11 +160,9 @@ async def test_a_wrong_password_fails_the_attempt_without_leaking_it(
     assert relay.received == []
 
 
-async def test_an_untrusted_certificate_is_refused(
-    pg_admin_dsn: str, kafka_bootstrap: str, relay: GuardedRelay
-) -> None:
+async def test_an_untrusted_certificate_is_refused(pg_admin_dsn: str, kafka: KafkaAccess, relay: GuardedRelay) -> None:
     notice = await deliver_one(
-        pg_admin_dsn, kafka_bootstrap, relay, smtp_starttls=True, smtp_username=USER, smtp_password=SecretStr(PASSWORD)
+        pg_admin_dsn, kafka, relay, smtp_starttls=True, smtp_username=USER, smtp_password=SecretStr(PASSWORD)
     )
     assert notice["status"] == "failed"
     assert relay.received == []

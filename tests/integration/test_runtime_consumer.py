@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from runtime.consumer import TransactionalConsumer
 from runtime.db import migrate
-from runtime.kafka import ensure_topics, make_consumer, make_producer
+from runtime.kafka import KafkaAccess, ensure_topics, make_consumer, make_producer, make_reader
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope
 from schemas.events import ApplicationWithdrawn
@@ -29,12 +29,12 @@ def withdrawal(n: int) -> Envelope:
 
 
 async def test_batches_deduplicate_isolate_poison_and_dead_letter_garbage(
-    kafka_bootstrap: str, pg_admin_dsn: str
+    kafka: KafkaAccess, pg_admin_dsn: str
 ) -> None:
     run = uuid.uuid4().hex[:8]
     source = Topic(f"egov.test-{run}.v1", "application_id", (ApplicationWithdrawn,), "test")
     dead = Topic(f"egov.test-{run}.deadletter.v1", "original key", (), "test", partitions=1)
-    await ensure_topics(kafka_bootstrap, (source, dead))
+    await ensure_topics(kafka, (source, dead))
     pool = await asyncpg.create_pool(await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_runtime"))
     await migrate(pool)
     await pool.execute("CREATE TABLE seen (event_id text, application_id text)")
@@ -46,7 +46,7 @@ async def test_batches_deduplicate_isolate_poison_and_dead_letter_garbage(
         await conn.execute("INSERT INTO seen VALUES ($1, $2)", envelope.id, envelope.subject)
         return ()
 
-    producer = make_producer(kafka_bootstrap, "test")
+    producer = make_producer(kafka, "test")
     await producer.start()
     good = [withdrawal(n) for n in range(1, 41) if n != 13]
     for envelope in [*good[:20], poison, *good[:5], *good[20:]]:  # five redeliveries in the middle
@@ -55,7 +55,7 @@ async def test_batches_deduplicate_isolate_poison_and_dead_letter_garbage(
     await producer.send_and_wait(source.name, withdrawal(99).to_bytes(), key=b"k")
     consumer = TransactionalConsumer(
         name=f"test-{run}",
-        consumer=make_consumer(kafka_bootstrap, f"test-{run}", [source], "test"),
+        consumer=make_consumer(kafka, f"test-{run}", [source], "test"),
         pool=pool,
         routes={ApplicationWithdrawn.wire_type(): handler},
         dead_letter_producer=producer,
@@ -76,15 +76,15 @@ async def test_batches_deduplicate_isolate_poison_and_dead_letter_garbage(
     await pool.close()
     ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids)) == len(good) + 1, "every good event exactly once, after the garbage too"
-    dead_letters = await read_raw(kafka_bootstrap, dead.name, 2)
+    dead_letters = await read_raw(kafka, dead.name, 2)
     reasons = sorted(dict(h)["dlq_reason"].decode() for _, h in dead_letters)
     assert reasons == ["handler_error", "undecodable"]
     origins = [dict(h)["dlq_origin"].decode() for _, h in dead_letters]
     assert all(o.startswith(source.name + "/") for o in origins)
 
 
-async def read_raw(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def read_raw(kafka: KafkaAccess, topic: str, count: int) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    consumer = make_reader(kafka, "test-raw-reader")
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

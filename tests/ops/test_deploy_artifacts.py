@@ -405,20 +405,37 @@ def test_compose_runs_the_four_services_from_one_image_with_ready_checks() -> No
         assert env[f"{prefix}HTTP_HOST"] == "0.0.0.0"  # noqa: S104 - inside the container network
         assert int(env[f"{prefix}HTTP_PORT"]) == port
         assert env[f"{prefix}KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env[f"{prefix}KAFKA_USERNAME"] == name, "each service is its own Kafka principal"
+        assert env[f"{prefix}KAFKA_CA_FILE"] == "/etc/egov/tls/ca.pem"
         assert env[f"{prefix}DATABASE_URL"].endswith(f"@postgres:5432/egov_{name}")
         assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert images == {services["topics"]["image"]}, "one image for every service and the topics job"
-    assert services["topics"]["command"] == ["python", "-m", "runtime.topics", "kafka:9092"]
+    assert services["topics"]["command"] == ["python", "-m", "runtime.topics", "--bootstrap", "kafka:9092"]
+    assert "python -m runtime.acls apply" in " ".join(services["topics"]["entrypoint"])
 
 
 def test_compose_kafka_is_single_node_kraft_without_auto_topic_creation() -> None:
+    """Compose runs the local broker's own template: single-node KRaft, secured, no implicit topics."""
     kafka = load_yaml(COMPOSE)["services"]["kafka"]
-    env = kafka["environment"]
     assert kafka["image"].startswith("apache/kafka:")
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert str(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]).lower() == "false"
-    for key in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG", "SHARE_COORDINATOR_STATE_TOPIC"):
-        assert int(env[f"KAFKA_{key}_REPLICATION_FACTOR"]) == 1
+    assert "./kafka/server.properties:/etc/egov/kafka/server.properties.template:ro" in kafka["volumes"]
+    assert kafka["entrypoint"][-1] == "/etc/egov/compose/kafka-start.sh"
+    assert "ports" not in kafka, "no listener is published to the host"
+    properties = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "kafka" / "server.properties").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert properties["process.roles"] == "broker,controller"
+    assert properties["auto.create.topics.enable"] == "false"
+    for key in ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic"):
+        assert int(properties[f"{key}.replication.factor"]) == 1
+    assert properties["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT"
+    assert properties["advertised.listeners"].startswith("SASL_SSL://")
+    assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    principals = kafka["environment"]["EGOV_KAFKA_PRINCIPALS"].split()
+    assert {"intake", "review", "budget", "notify", "admin"} <= set(principals)
 
 
 def test_compose_bind_mounts_exist_and_postgres_creates_the_four_databases() -> None:
@@ -549,7 +566,7 @@ def test_k8s_secret_holds_only_placeholders() -> None:
 def test_k8s_topics_job_runs_the_topic_creation() -> None:
     job = only([doc for _, doc in k8s_documents() if doc["kind"] == "Job"])
     container = only(job["spec"]["template"]["spec"]["containers"])
-    assert container["command"][:3] == ["python", "-m", "runtime.topics"]
+    assert container["command"][-1] == "python -m runtime.acls apply && exec python -m runtime.topics"
     assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from runtime.db import migrate
+from runtime.kafka import KafkaAccess
 from tests.e2e.test_budget_instances import BudgetInstances, publish_all
 from tests.integration.budget_support import MIGRATIONS, reviewed
 from tests.support import ADMIN_TOKEN, SERVICE_PORTS, TEST_SLOT, fresh_database
@@ -85,7 +86,9 @@ async def pgbench_ceiling(admin_dsn: str) -> float:
     return float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
 
 
-async def service_rate(kafka: str, admin_dsn: str, instances: int, run: int, log_dir: Path) -> tuple[float, float]:
+async def service_rate(
+    kafka: KafkaAccess, admin_dsn: str, instances: int, run: int, log_dir: Path
+) -> tuple[float, float]:
     dsn = await fresh_database(admin_dsn, f"egov_test{TEST_SLOT}_bench_budget")
     budget = BudgetInstances(kafka, dsn, log_dir)
     ports = [SERVICE_PORTS["budget"] + 60 + i for i in range(instances)]
@@ -123,11 +126,11 @@ async def service_rate(kafka: str, admin_dsn: str, instances: int, run: int, log
     return EVENTS / elapsed, memory
 
 
-async def test_budget_reservations_per_second(kafka_bootstrap: str, pg_admin_dsn: str, log_dir: Path) -> None:
+async def test_budget_reservations_per_second(kafka: KafkaAccess, pg_admin_dsn: str, log_dir: Path) -> None:
     ceiling = await pgbench_ceiling(pg_admin_dsn)
     print(f"\npgbench, same reservation SQL, 2 clients: {ceiling:,.0f} reservations/s (ceiling)")
     for instances in (1, 2):
-        figures = [await service_rate(kafka_bootstrap, pg_admin_dsn, instances, run, log_dir) for run in range(RUNS)]
+        figures = [await service_rate(kafka, pg_admin_dsn, instances, run, log_dir) for run in range(RUNS)]
         rate = statistics.median(f[0] for f in figures)
         memory = max(f[1] for f in figures)
         print(

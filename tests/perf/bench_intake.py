@@ -42,8 +42,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from runtime.kafka import KafkaAccess
 from tests.conftest import issue_portal_token
-from tests.support import REPO, SERVICE_PORTS, TEST_SLOT, fresh_database, sample_application
+from tests.support import REPO, SERVICE_PORTS, TEST_SLOT, fresh_database, sample_application, service_kafka_env
 
 pytestmark = pytest.mark.integration
 
@@ -280,11 +281,11 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers(kafka_bootstrap: str, pg_admin_dsn: str) -> Iterator[Servers]:
+def servers(kafka: KafkaAccess, pg_admin_dsn: str) -> Iterator[Servers]:
     dsn = asyncio.run(fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_bench_intake"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
     env.update(
-        INTAKE_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        **service_kafka_env(kafka, "intake"),
         INTAKE_DATABASE_URL=dsn,
         INTAKE_HTTP_PORT=str(INTAKE_PORT),
         INTAKE_ENVIRONMENT="test",

@@ -37,6 +37,7 @@ import httpx
 import pytest
 
 from runtime.db import migrate
+from runtime.kafka import KafkaAccess
 from schemas.events import ApplicationReceived
 from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, REVIEWS
 from services.notify import store, webhooks
@@ -44,7 +45,7 @@ from services.notify.app import MIGRATIONS
 from services.notify.domain import callback_body, notice_id, notice_of
 from tests.e2e.test_notify_restart import move_group_to_end
 from tests.integration.test_notify_delivery import free_port, received
-from tests.support import REPO, TEST_SLOT, fresh_database
+from tests.support import REPO, TEST_SLOT, fresh_database, service_kafka_env
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,7 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-async def bench(pg_admin_dsn: str, kafka_bootstrap: str, log_dir: Path) -> AsyncIterator[Bench]:
+async def bench(pg_admin_dsn: str, kafka: KafkaAccess, log_dir: Path) -> AsyncIterator[Bench]:
     dsn = await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_notify_bench")
     receiver_port = free_port()
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(receiver_port)], stdout=subprocess.DEVNULL)
@@ -113,10 +114,10 @@ async def bench(pg_admin_dsn: str, kafka_bootstrap: str, log_dir: Path) -> Async
     await pool.close()
     group = f"bench-{uuid.uuid4().hex[:6]}"
     # notify's consumer sees nothing old: the bench measures delivery only.
-    await move_group_to_end(kafka_bootstrap, f"notify-{group}", [APPLICATIONS, REVIEWS, BUDGET, DECISIONS])
+    await move_group_to_end(kafka, f"notify-{group}", [APPLICATIONS, REVIEWS, BUDGET, DECISIONS])
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
     env.update(
-        NOTIFY_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        **service_kafka_env(kafka, "notify"),
         NOTIFY_DATABASE_URL=dsn,
         NOTIFY_HTTP_PORT=str(HTTP_PORT),
         NOTIFY_ENVIRONMENT="test",

@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer
 
 from runtime.consumer import TransactionalConsumer
 from runtime.db import create_pool, migrate
-from runtime.kafka import ensure_topics, make_consumer, make_producer
+from runtime.kafka import KafkaAccess, ensure_topics, make_consumer, make_producer
 from runtime.outbox import OutboxRelay, Outgoing, stage
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
@@ -100,10 +100,10 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-async def bench_topic(kafka_bootstrap: str) -> Topic:
+async def bench_topic(kafka: KafkaAccess) -> Topic:
     topic = Topic(f"bench.review.received.{uuid.uuid4().hex[:8]}", "application_id", (ApplicationReceived,), "bench")
-    await ensure_topics(kafka_bootstrap, (topic, REVIEWS, dead_letters("review")))
-    producer = make_producer(kafka_bootstrap, "bench-input")
+    await ensure_topics(kafka, (topic, REVIEWS, dead_letters("review")))
+    producer = make_producer(kafka, "bench-input")
     await producer.start()
     try:
         sends = [
@@ -129,16 +129,16 @@ def decide(record_value: bytes) -> tuple[str, str, bytes]:
     return received.application_id, outcome.value, result.to_bytes()
 
 
-async def plain_loop(bootstrap: str, topic: Topic) -> Run:
+async def plain_loop(kafka: KafkaAccess, topic: Topic) -> Run:
     consumer = AIOKafkaConsumer(
         topic.name,
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         group_id=f"bench-plain-{uuid.uuid4().hex[:6]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=500,
     )
-    producer = make_producer(bootstrap, "bench-plain")
+    producer = make_producer(kafka, "bench-plain")
     await producer.start()
     await consumer.start()
     done, started, outcomes = 0, 0.0, Counter[str]()
@@ -241,14 +241,18 @@ class BatchHandlingConsumer(TransactionalConsumer):
 
 
 async def stream_processor(
-    bootstrap: str, topic: Topic, pg_admin_dsn: str, consumer_class: Callable[..., TransactionalConsumer], label: str
+    kafka: KafkaAccess,
+    topic: Topic,
+    pg_admin_dsn: str,
+    consumer_class: Callable[..., TransactionalConsumer],
+    label: str,
 ) -> Run:
     dsn = await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_review_bench")
     if sslmode := os.environ.get("BENCH_PG_SSLMODE"):  # e.g. "disable": how much TLS to loopback costs
         dsn += f"?sslmode={sslmode}"
     pool = await create_pool(dsn, max_size=10)
     await migrate(pool, MIGRATIONS)
-    producer = make_producer(bootstrap, "bench-review")
+    producer = make_producer(kafka, "bench-review")
     relay = OutboxRelay(pool, producer)
     first_seen: list[float] = []
     handler = routes(RULES)[ApplicationReceived.wire_type()]
@@ -266,7 +270,7 @@ async def stream_processor(
     group = f"bench-review-{uuid.uuid4().hex[:6]}"
     consumer = consumer_class(
         name=group,
-        consumer=make_consumer(bootstrap, group, [topic], "bench-review"),
+        consumer=make_consumer(kafka, group, [topic], "bench-review"),
         pool=pool,
         routes={ApplicationReceived.wire_type(): timed},
         dead_letter_producer=producer,
@@ -316,14 +320,14 @@ async def measure(run: Callable[[], Awaitable[Run]], profiles: list[str]) -> Run
 
 
 async def test_reviews_per_second_beside_the_plain_loop(
-    kafka_bootstrap: str, pg_admin_dsn: str, bench_topic: Topic
+    kafka: KafkaAccess, pg_admin_dsn: str, bench_topic: Topic
 ) -> None:
     deadline = time.monotonic() + 60
     profiles: list[str] = []
-    ceiling = await plain_loop(kafka_bootstrap, bench_topic)
+    ceiling = await plain_loop(kafka, bench_topic)
     one_by_one = await measure(
         lambda: stream_processor(
-            kafka_bootstrap,
+            kafka,
             bench_topic,
             pg_admin_dsn,
             functools.partial(TransactionalConsumer, batch_size=1),
@@ -333,14 +337,12 @@ async def test_reviews_per_second_beside_the_plain_loop(
     )
     ours = await measure(
         lambda: stream_processor(
-            kafka_bootstrap, bench_topic, pg_admin_dsn, TransactionalConsumer, "runtime TransactionalConsumer"
+            kafka, bench_topic, pg_admin_dsn, TransactionalConsumer, "runtime TransactionalConsumer"
         ),
         profiles,
     )
     batch_handled = await measure(
-        lambda: stream_processor(
-            kafka_bootstrap, bench_topic, pg_admin_dsn, BatchHandlingConsumer, "prototype: + batch handler"
-        ),
+        lambda: stream_processor(kafka, bench_topic, pg_admin_dsn, BatchHandlingConsumer, "prototype: + batch handler"),
         profiles,
     )
     current, peak = rss_mib()
