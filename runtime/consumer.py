@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
+from runtime.kafka import stop_within
 from runtime.logs import correlated
 from runtime.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_ERRORS, HANDLER_SECONDS
 from runtime.outbox import OutboxRelay, Outgoing, stage
@@ -127,7 +128,7 @@ class TransactionalConsumer:
         self._stopping = True
         if self._task:
             await self._task
-        await self._consumer.stop()
+        await stop_within(self._consumer)
 
     @property
     def running(self) -> bool:

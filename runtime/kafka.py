@@ -6,6 +6,7 @@ Every client in the project is built here from a ``KafkaAccess``, so none can fo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
@@ -119,6 +120,25 @@ def make_consumer(
         heartbeat_interval_ms=min(3_000, session_timeout_ms // 3),
         metadata_max_age_ms=30_000,
     )
+
+
+async def stop_within(client: AIOKafkaConsumer | AIOKafkaProducer, seconds: float = 5.0) -> None:
+    """Stop a client; if its TLS connections have not closed after ``seconds``, abort them.
+
+    A broker reads nothing more from a connection while one of its requests is in flight, and a
+    JoinGroup is held until the rebalance ends. Over TLS, closing means a close_notify exchange the
+    broker then does not answer, so a stop during a rebalance would wait out the whole rebalance.
+    Aborting is safe here: the group is left and the offsets are committed before connections close.
+    """
+    connections = list(client._client._conns.values())
+    transports = [c._writer.transport for c in connections if c._writer is not None]
+    stopping = asyncio.ensure_future(client.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=seconds)
+    if not done:
+        log.warning("kafka connections did not close in %.0fs; aborting them", seconds)
+        for transport in transports:
+            transport.abort()
+    await stopping
 
 
 def consumer_group(service: str, prefix: str, name: str) -> str:
