@@ -189,6 +189,7 @@ class ServiceProcesses:
                 "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
                 "NOTIFY_FIRST_RETRY_SECONDS": "0.2",
+                "NOTIFY_ALLOW_LOOPBACK_CALLBACKS": "true",  # the test receivers are on 127.0.0.1
             }
         )
         return env

@@ -122,6 +122,7 @@ async def bench(pg_admin_dsn: str, kafka_bootstrap: str, log_dir: Path) -> Async
         NOTIFY_ENVIRONMENT="test",
         NOTIFY_CONSUMER_NAME=group,
         NOTIFY_LOG_LEVEL="WARNING",
+        NOTIFY_ALLOW_LOOPBACK_CALLBACKS="true",  # the receiver is on 127.0.0.1
     )
     log = open(log_dir / "notify-bench.log", "ab")  # noqa: SIM115 - handed to the child process
     notify = subprocess.Popen([sys.executable, "-m", "services.notify"], cwd=REPO, env=env, stdout=log, stderr=log)
