@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
 from services.notify.destinations import DestinationRefused, Resolve, address_refusal, check_url, resolve_public
+from services.notify.settings import NotifySettings
 
 pytestmark = pytest.mark.unit
 
@@ -113,3 +115,10 @@ async def test_localhost_must_resolve_to_loopback() -> None:
     with pytest.raises(DestinationRefused):
         await resolve_public("localhost", 80, dns({"localhost": ["93.184.215.14"]}), allow_loopback=True)
     assert await resolve_public("localhost", 80, dns({"localhost": ["127.0.0.1"]}), allow_loopback=True)
+
+
+def test_the_loopback_switch_is_refused_in_production() -> None:
+    real: dict[str, Any] = {"environment": "production", "database_url": "postgresql://notify:s3cr3t-x9@db/notify"}
+    assert not NotifySettings.model_validate(real).allow_loopback_callbacks
+    with pytest.raises(ValueError, match="allow_loopback_callbacks"):
+        NotifySettings.model_validate({**real, "allow_loopback_callbacks": True})
