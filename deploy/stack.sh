@@ -40,6 +40,8 @@ start() {
   "$DEPLOY_DIR/kafka.sh" start
   (export_kafka EGOV admin && "$PY" -m runtime.topics)
   start_process smtp-sink "$PY" -m services.notify.smtp_sink --port "$SMTP_PORT" --dir "$STATE_DIR/mail"
+  # The local stack's portal receivers run on this machine: let notify call loopback (never in production).
+  export NOTIFY_ALLOW_LOOPBACK_CALLBACKS="${NOTIFY_ALLOW_LOOPBACK_CALLBACKS:-true}"
   for s in "${SERVICES[@]}"; do KAFKA_AS="${s^^}:$s" start_process "$s" "$PY" -m "services.$s"; done
   for s in "${SERVICES[@]}"; do wait_for "$s" 60 service_ready "$s"; log "$s ready on 127.0.0.1:${PORTS[$s]}"; done
   start_process prometheus prometheus --config.file="$DEPLOY_DIR/prometheus/prometheus.yml" \

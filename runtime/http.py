@@ -1,4 +1,5 @@
-"""The HTTP edge every service has: health, readiness, /metrics, request metrics, and the server."""
+"""The HTTP edge every service has: health, readiness, /metrics, request metrics, the guards
+(security headers, failed-authentication throttle) and the server with its read deadlines."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI, Response
@@ -13,7 +15,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.guards import AuthFailureThrottle, SecurityHeaders
+from runtime.http_protocol import deadline_protocol
 from runtime.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from runtime.settings import ServiceSettings
+from runtime.throttle import FailureThrottle
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -83,10 +89,54 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class HttpLimits:
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    # uvicorn answers 503 once open connections *or* running requests reach this. Idle connections
+    # count, so a low value would hand a slow client an easy 503 for everyone: the read deadlines
+    # are what free connections, and this only bounds memory and file descriptors well below the
+    # usual 1024-65536 descriptor limits, far above what the portals' rate limits let through.
+    limit_concurrency: int = 1000
+    trusted_proxies: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> HttpLimits:
+        return cls(
+            settings.http_header_timeout_seconds,
+            settings.http_body_timeout_seconds,
+            settings.http_limit_concurrency,
+            tuple(settings.http_trusted_proxies),
+        )
+
+
+def install_guards(app: FastAPI, settings: ServiceSettings) -> None:
+    """Security headers on every answer, and the failed-authentication throttle."""
+    throttle = FailureThrottle(settings.http_auth_failure_limit, settings.http_auth_failure_window_seconds)
+    app.add_middleware(AuthFailureThrottle, throttle=throttle)
+    app.add_middleware(SecurityHeaders)  # outermost: the throttle's 429s carry the headers too
+
+
 class HttpServer:
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, limits: HttpLimits | None = None) -> None:
+        limits = limits or HttpLimits()
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+            app,
+            host=host,
+            port=port,
+            http=deadline_protocol(limits.header_timeout_seconds, limits.body_timeout_seconds),
+            ws="none",
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+            server_header=False,  # no product banner; uvicorn's Date header stays, apps set none
+            limit_concurrency=limits.limit_concurrency,
+            # The kernel's accept queue, capped by net.core.somaxconn: uvicorn's default of 2048
+            # absorbs a burst of new connections; those beyond it are refused by the kernel, cheaply.
+            backlog=2048,
+            proxy_headers=bool(limits.trusted_proxies),
+            forwarded_allow_ips=list(limits.trusted_proxies) or None,
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from runtime.consumer import Handler, TransactionalConsumer
 from runtime.db import create_pool, migrate
-from runtime.http import HttpServer, ReadinessCheck, add_operational_routes
+from runtime.http import HttpLimits, HttpServer, ReadinessCheck, add_operational_routes, install_guards
 from runtime.kafka import consumer_group, make_consumer, make_producer
 from runtime.logs import configure_logging
 from runtime.outbox import OutboxRelay
@@ -105,8 +105,9 @@ class ServiceKit:
         if self.consumers:
             self.checks["consumers"] = consumers_running
             self.checks["caught_up"] = caught_up
-        add_operational_routes(app, self.checks)
-        server = HttpServer(app, self.settings.http_host, self.settings.http_port)
+        install_guards(app, self.settings)
+        add_operational_routes(app, self.checks)  # its request metrics outermost: they count the 429s too
+        server = HttpServer(app, self.settings.http_host, self.settings.http_port, HttpLimits.of(self.settings))
         self.lifecycle.add("http", server.start, server.stop)
 
     async def run(self) -> None:

@@ -22,3 +22,9 @@ HTTP_REQUESTS = Counter("egov_http_requests_total", "HTTP requests", ["method", 
 HTTP_SECONDS = Histogram(
     "egov_http_request_seconds", "HTTP request latency", ["method", "route"], buckets=LATENCY_BUCKETS
 )
+HTTP_AUTH_THROTTLED = Counter(
+    "egov_http_auth_throttled_total", "Requests refused with 429 after repeated failed authentication"
+)
+HTTP_READ_TIMEOUTS = Counter(
+    "egov_http_read_timeouts_total", "Connections closed for not sending a whole request in time", ["phase"]
+)

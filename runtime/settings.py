@@ -109,6 +109,19 @@ class ServiceSettings(KafkaClientSettings):
     kafka_offset_reset: Literal["earliest", "latest"] = "earliest"
     # How soon the group notices a consumer that died without leaving (a SIGKILL, a lost host).
     kafka_session_timeout_ms: int = Field(default=15_000, ge=6_000, le=300_000)
+    # The HTTP edge (README "HTTP edges"). A client address answered 401 this many times within the
+    # window gets 429 until the window lets it try again.
+    http_auth_failure_limit: int = Field(default=10, ge=1)
+    http_auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # A request's headers must arrive within this time of its first byte, its body within the second
+    # after the headers; else the connection is closed (slowloris).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Connections plus running requests past which uvicorn answers 503 (see runtime.http).
+    http_limit_concurrency: int = Field(default=1000, ge=1)
+    # Proxies whose X-Forwarded-For names the client (throttling is per client address). Empty:
+    # none, the peer address counts (uvicorn would otherwise trust any local process).
+    http_trusted_proxies: list[str] = []
     # Upper bound for a graceful stop: in-flight work finishes, offsets commit, then exit.
     shutdown_grace_seconds: float = 20.0
 

@@ -212,11 +212,14 @@ class ServiceProcesses:
                 prefix + "ENVIRONMENT": "test",
                 prefix + "SHUTDOWN_GRACE_SECONDS": "20",
                 prefix + "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                # A test that trips the failed-authentication throttle holds its address back briefly only.
+                prefix + "HTTP_AUTH_FAILURE_WINDOW_SECONDS": "5",
                 "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
                 "BUDGET_SIGNING_KEY_FILE": str(SIGNING_KEY_FILE),
                 "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
                 "NOTIFY_FIRST_RETRY_SECONDS": "0.2",
+                "NOTIFY_ALLOW_LOOPBACK_CALLBACKS": "true",  # the test receivers are on 127.0.0.1
             }
         )
         return env

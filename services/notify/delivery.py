@@ -27,7 +27,7 @@ from schemas.events import NoticeChannel
 from services.notify import metrics, store
 from services.notify.domain import retry_delay
 from services.notify.outcomes import Outcome, Recorder
-from services.notify.senders import CallbackSender, DeliveryError, EmailSender, Sender
+from services.notify.senders import CallbackSender, DeliveryError, EmailSender, PermanentDeliveryError, Sender
 from services.notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,8 @@ class Deliverer:
     async def _try(self, notice: asyncpg.Record) -> Outcome:
         try:
             await self._senders[notice["channel"]].send(notice)
+        except PermanentDeliveryError as err:  # e.g. the endpoint now resolves inside: given up, dead-lettered
+            return Outcome(notice, str(err), None)
         except DeliveryError as err:
             return self._failure(notice, str(err))
         except Exception as err:  # a bug must not kill the loop; the attempt counts as failed

@@ -4,9 +4,10 @@
     python -m services.notify.endpoints revoke PORTAL_ID
     python -m services.notify.endpoints list
 
-Registering a portal again replaces its URL and issues a new secret. The URL must be HTTPS;
-plain HTTP is accepted only to loopback outside production (local receivers). Reads
-NOTIFY_DATABASE_URL and NOTIFY_ENVIRONMENT like the service.
+Registering a portal again replaces its URL and issues a new secret. The URL must be HTTPS to a
+host whose every address is public (``destinations``); loopback, also over plain HTTP, only with
+NOTIFY_ALLOW_LOOPBACK_CALLBACKS=true outside production (local receivers). Reads
+NOTIFY_DATABASE_URL and NOTIFY_ALLOW_LOOPBACK_CALLBACKS like the service.
 """
 
 from __future__ import annotations
@@ -18,13 +19,26 @@ import sys
 import asyncpg
 
 from runtime.db import migrate
-from services.notify import store, webhooks
+from services.notify import destinations, store, webhooks
 from services.notify.app import MIGRATIONS
 from services.notify.settings import NotifySettings
 
 
-async def register(conn: asyncpg.Connection, portal_id: str, url: str, environment: str) -> str:
-    webhooks.check_callback_url(url, environment)
+async def register(
+    conn: asyncpg.Connection,
+    portal_id: str,
+    url: str,
+    *,
+    allow_loopback: bool = False,
+    resolve: destinations.Resolve = destinations.system_resolve,
+) -> str:
+    """The new secret, or DestinationRefused: the URL's form and every address its host has now
+    are checked (delivery checks again: the name may be re-pointed later)."""
+    target = destinations.check_url(url, allow_loopback=allow_loopback)
+    try:
+        await destinations.resolve_public(target.host, target.port, resolve, allow_loopback=allow_loopback)
+    except OSError:
+        raise destinations.DestinationRefused("the callback host does not resolve") from None
     secret = webhooks.new_secret()
     await store.register_endpoint(conn, portal_id, url, secret)
     return secret
@@ -37,7 +51,9 @@ async def run(args: argparse.Namespace, settings: NotifySettings) -> int:
         async with pool.acquire() as conn:
             if args.command == "register":
                 try:
-                    secret = await register(conn, args.portal_id, args.url, settings.environment)
+                    secret = await register(
+                        conn, args.portal_id, args.url, allow_loopback=settings.allow_loopback_callbacks
+                    )
                 except ValueError as err:
                     print(f"refused: {err}", file=sys.stderr)
                     return 2

@@ -8,6 +8,7 @@ server's reply can name the mailbox; we keep only its code) or secrets.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from email.message import EmailMessage
@@ -16,8 +17,9 @@ from typing import Protocol
 import aiohttp
 import aiosmtplib
 import asyncpg
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from services.notify import webhooks
+from services.notify import destinations, webhooks
 from services.notify.settings import NotifySettings
 
 MAX_ANSWER_BYTES = 64 * 1024
@@ -25,6 +27,10 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 class DeliveryError(Exception):
     """One attempt failed; the message is safe to store, log and publish."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Trying again cannot help (the destination is refused): the notice is given up at once."""
 
 
 class Sender(Protocol):
@@ -82,24 +88,62 @@ class EmailSender:
         return None
 
 
+class CheckingResolver(AbstractResolver):
+    """aiohttp asks this for the addresses of every new connection, and connects to exactly what
+    it returns: the check and the connection use one lookup, so the connection is pinned to the
+    addresses that passed and a rebinding DNS server gets no second, different answer in. The
+    connector's DNS cache holds only checked answers, so a pooled or cached connection goes to a
+    checked address too; a name re-pointed inside is refused at its next lookup.
+    (aiohttp does not call a resolver for IP literals; ``check_url`` has checked those.)"""
+
+    def __init__(self, resolve: destinations.Resolve, allow_loopback: bool) -> None:
+        self._resolve, self._allow_loopback = resolve, allow_loopback
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await destinations.resolve_public(host, port, self._resolve, allow_loopback=self._allow_loopback)
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            }
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
 class CallbackSender:
     """POSTs the stored body to the portal's registered URL. Redirects are not followed: only the
-    registered URL is ever called. Only the status of the answer counts.
+    registered URL is ever called. Only the status of the answer counts. The URL and the
+    addresses its host has at the time are checked at every attempt (``destinations``); a
+    refused one fails the notice permanently.
 
     aiohttp rather than httpx here: one notify talks to many portals at once, and httpx's pool
     slows down sharply past a few dozen connections (measured: 0.7 ms CPU per request at 4
     connections, 2.9 ms at 32; aiohttp 0.14 ms at either).
     """
 
-    def __init__(self, settings: NotifySettings) -> None:
+    def __init__(self, settings: NotifySettings, resolve: destinations.Resolve = destinations.system_resolve) -> None:
         self._s = settings
+        self._resolve = resolve
         self._session: aiohttp.ClientSession | None = None  # made in the running loop, on first use
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             s = self._s
+            # Through a proxy the connector resolves only the proxy (which may well be private):
+            # then ``send`` checks the destination's name itself, and the proxy connects on its
+            # own lookup, so it must enforce the same egress rules (no pinning possible there).
+            resolver = None if s.callback_proxy else CheckingResolver(self._resolve, s.allow_loopback_callbacks)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=s.max_in_flight, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=s.max_in_flight, ttl_dns_cache=300, resolver=resolver),
                 timeout=aiohttp.ClientTimeout(
                     total=s.callback_timeout_seconds, sock_connect=s.callback_connect_timeout_seconds
                 ),
@@ -111,10 +155,20 @@ class CallbackSender:
     async def send(self, notice: asyncpg.Record) -> None:
         if not notice["url"]:
             raise DeliveryError("no active callback endpoint for the portal")
+        allow_loopback = self._s.allow_loopback_callbacks
         try:
-            url = webhooks.check_callback_url(notice["url"], self._s.environment)
-        except ValueError as err:
-            raise DeliveryError(f"callback endpoint refused: {err}") from None
+            target = destinations.check_url(notice["url"], allow_loopback=allow_loopback)
+            if self._s.callback_proxy:
+                await destinations.resolve_public(
+                    target.host, target.port, self._resolve, allow_loopback=allow_loopback
+                )
+            await self._post(notice, target.url)  # CheckingResolver refuses at connect time
+        except destinations.DestinationRefused as err:
+            raise PermanentDeliveryError(f"callback endpoint refused: {err}") from None
+        except OSError:  # the proxy case's own lookup
+            raise DeliveryError("callback host did not resolve") from None
+
+    async def _post(self, notice: asyncpg.Record, url: str) -> None:
         body = bytes(notice["callback_body"])
         headers = webhooks.headers(notice["secret"], str(notice["notice_id"]), int(time.time()), body)
         try:
@@ -127,6 +181,8 @@ class CallbackSender:
                 await _drain(response)
         except TimeoutError:
             raise DeliveryError("callback timed out") from None
+        except aiohttp.ClientConnectorDNSError:
+            raise DeliveryError("callback host did not resolve") from None
         except aiohttp.ClientConnectorError:
             raise DeliveryError("callback could not connect") from None
         except (aiohttp.ClientError, OSError) as err:

@@ -32,6 +32,9 @@ class NotifySettings(ServiceSettings):
     callback_timeout_seconds: float = Field(default=10.0, gt=0, description="Whole attempt, connect to response")
     callback_concurrency: int = Field(default=4, ge=1, description="Callbacks in flight at once per portal")
     callback_proxy: str | None = None
+    # Development and test only: callbacks to loopback (also plain http), for a receiver on this
+    # machine. Every other non-public address stays refused; refused in production.
+    allow_loopback_callbacks: bool = False
 
     # The schedule: attempts, backoff, the age after which a notice is given up, the lease of an attempt.
     max_attempts: int = Field(default=8, ge=1)
@@ -63,6 +66,8 @@ class NotifySettings(ServiceSettings):
         if self.lease_seconds <= self.claim_ahead * max(self.smtp_timeout_seconds, self.callback_timeout_seconds):
             # A lease running out before the attempt ends would let another instance send the notice meanwhile.
             raise ValueError("lease_seconds must exceed claim_ahead times the SMTP and callback timeouts")
+        if self.environment == "production" and self.allow_loopback_callbacks:
+            raise ValueError("allow_loopback_callbacks is for development and test, never production")
         encrypted = self.smtp_starttls or self.smtp_implicit_tls
         if self.environment == "production" and self.smtp_username and not encrypted:
             raise ValueError("SMTP credentials are never sent unencrypted in production: enable STARTTLS or TLS")

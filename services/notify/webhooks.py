@@ -1,4 +1,4 @@
-"""Standard Webhooks for portal callbacks: secrets, signatures, and which URLs may be registered.
+"""Standard Webhooks for portal callbacks: secrets and signatures (which URLs: ``destinations``).
 
 A callback carries ``webhook-id`` (the stable notice id, so receivers de-duplicate),
 ``webhook-timestamp`` (seconds since the epoch, per attempt, so receivers can refuse
@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import secrets
-from urllib.parse import urlsplit
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 SECRET_BYTES = 32
@@ -36,30 +34,3 @@ def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[s
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(secret, message_id, timestamp, body),
     }
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_callback_url(url: str, environment: str) -> str:
-    """The URL if it may be registered, else ValueError. HTTPS always; plain HTTP only to this
-    machine's loopback in development and test (local receivers), never in production."""
-    parts = urlsplit(url)
-    host = parts.hostname
-    if not host:
-        raise ValueError("the callback URL needs a host")
-    if parts.username or parts.password:
-        raise ValueError("the callback URL must not carry credentials")
-    if parts.fragment:
-        raise ValueError("the callback URL must not carry a fragment")
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and is_loopback(host) and environment != "production":
-        return url
-    raise ValueError("the callback URL must use https (plain http only to loopback outside production)")

@@ -124,6 +124,7 @@ async def notify_env(pg_admin_dsn: str, kafka: KafkaAccess) -> dict[str, str]:
             "NOTIFY_CALLBACK_TIMEOUT_SECONDS": "2.5",
             "NOTIFY_SMTP_TIMEOUT_SECONDS": "2.5",
             "NOTIFY_FIRST_RETRY_SECONDS": "0.2",
+            "NOTIFY_ALLOW_LOOPBACK_CALLBACKS": "true",
         }
     )
     return env
@@ -139,11 +140,11 @@ async def test_endpoint_cli_registers_prints_the_secret_once_and_refuses_plain_h
     refused = cli(notify_env, "services.notify.endpoints", "register", "portal-x", "http://portal.example/hooks")
     assert refused.returncode == 2
     assert "https" in refused.stderr
-    done = cli(notify_env, "services.notify.endpoints", "register", "portal-x", "https://portal.example/hooks")
+    done = cli(notify_env, "services.notify.endpoints", "register", "portal-x", "https://localhost/hooks")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("whsec_")
     listed = cli(notify_env, "services.notify.endpoints", "list")
-    assert "portal-x\thttps://portal.example/hooks\tactive" in listed.stdout
+    assert "portal-x\thttps://localhost/hooks\tactive" in listed.stdout
     assert "whsec_" not in listed.stdout, "the secret is shown once, at registration"
     assert cli(notify_env, "services.notify.endpoints", "revoke", "portal-x").returncode == 0
     assert "revoked" in cli(notify_env, "services.notify.endpoints", "list").stdout

@@ -40,9 +40,11 @@ from schemas.topics import NOTIFICATIONS, dead_letters
 from services.notify import store
 from services.notify.app import MIGRATIONS
 from services.notify.delivery import Deliverer
+from services.notify.destinations import Resolve
 from services.notify.domain import berlin_time, notice_id
 from services.notify.endpoints import register
 from services.notify.handlers import NoticeOptions, routes
+from services.notify.senders import CallbackSender, EmailSender, Sender
 from services.notify.settings import NotifySettings
 from services.notify.store import revoke_endpoint
 from tests.support import (
@@ -127,6 +129,13 @@ class Receiver:
         return [c for c in self.calls if c.status < 300]
 
 
+async def fake_public_dns(host: str, port: int) -> list[str]:
+    """Names under .example stand for a public address; the receivers here are on 127.0.0.1."""
+    if host.endswith(".example"):
+        return ["93.184.215.14"]
+    raise OSError(f"{host} is not known to the test resolver")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,6 +151,7 @@ class Notify:
     settings: NotifySettings
     deliverer: Deliverer
     options: NoticeOptions
+    resolve: Resolve
 
     async def feed(self, *envelopes: Envelope) -> None:
         handlers = routes(self.options)
@@ -151,7 +161,8 @@ class Notify:
 
     async def register(self, portal_id: str, url: str) -> str:
         async with self.pool.acquire() as conn:
-            return await register(conn, portal_id, url, self.settings.environment)
+            allow_loopback = self.settings.allow_loopback_callbacks
+            return await register(conn, portal_id, url, allow_loopback=allow_loopback, resolve=self.resolve)
 
     async def notice(self, notice: uuid.UUID) -> asyncpg.Record:
         row = await self.pool.fetchrow("SELECT * FROM notices WHERE notice_id = $1", notice)
@@ -184,6 +195,7 @@ def notify_settings(dsn: str, kafka: KafkaAccess, smtp_port: int, **overrides: A
         "smtp_timeout_seconds": 4.0,
         "lease_seconds": 10.0,
         "claim_ahead": 2,
+        "allow_loopback_callbacks": True,  # the receivers are on 127.0.0.1
         **overrides,
     }
     return NotifySettings(**values)
@@ -191,7 +203,13 @@ def notify_settings(dsn: str, kafka: KafkaAccess, smtp_port: int, **overrides: A
 
 @contextlib.asynccontextmanager
 async def running_notify(
-    admin_dsn: str, kafka: KafkaAccess, smtp_port: int, *, reservation_notices: bool = False, **overrides: Any
+    admin_dsn: str,
+    kafka: KafkaAccess,
+    smtp_port: int,
+    *,
+    reservation_notices: bool = False,
+    resolve: Resolve = fake_public_dns,
+    **overrides: Any,
 ) -> AsyncIterator[Notify]:
     dsn = await fresh_database(admin_dsn, f"egov_test{TEST_SLOT}_notify_it")
     settings = notify_settings(dsn, kafka, smtp_port, **overrides)
@@ -201,10 +219,12 @@ async def running_notify(
     await producer.start()
     relay = OutboxRelay(pool, producer)
     await relay.start()
-    deliverer = Deliverer(pool, relay, settings)
+    email, callback = ev.NoticeChannel.EMAIL.value, ev.NoticeChannel.CALLBACK.value
+    senders: dict[str, Sender] = {email: EmailSender(settings), callback: CallbackSender(settings, resolve)}
+    deliverer = Deliverer(pool, relay, settings, senders)
     await deliverer.start()
     try:
-        yield Notify(pool, settings, deliverer, NoticeOptions(reservation_notices=reservation_notices))
+        yield Notify(pool, settings, deliverer, NoticeOptions(reservation_notices=reservation_notices), resolve)
     finally:
         await deliverer.stop()
         await relay.stop()
@@ -635,8 +655,8 @@ async def test_only_registered_https_urls_are_called(notify: Notify) -> None:
         with pytest.raises(ValueError, match="callback URL"):
             await notify.register("portal-b", refused)
     async with notify.pool.acquire() as conn:
-        with pytest.raises(ValueError, match="https"):
-            await register(conn, "portal-b", "http://127.0.0.1:9/hooks", "production")
+        with pytest.raises(ValueError, match="loopback"):  # without the development switch
+            await register(conn, "portal-b", "http://127.0.0.1:9/hooks", allow_loopback=False)
     assert await notify.pool.fetchval("SELECT count(*) FROM callback_endpoints") == 0
     assert (await notify.register("portal-b", "https://portal.example/hooks")).startswith("whsec_")
 

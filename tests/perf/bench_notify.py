@@ -123,6 +123,7 @@ async def bench(pg_admin_dsn: str, kafka: KafkaAccess, log_dir: Path) -> AsyncIt
         NOTIFY_ENVIRONMENT="test",
         NOTIFY_CONSUMER_NAME=group,
         NOTIFY_LOG_LEVEL="WARNING",
+        NOTIFY_ALLOW_LOOPBACK_CALLBACKS="true",  # the receiver is on 127.0.0.1
     )
     log = open(log_dir / "notify-bench.log", "ab")  # noqa: SIM115 - handed to the child process
     notify = subprocess.Popen([sys.executable, "-m", "services.notify"], cwd=REPO, env=env, stdout=log, stderr=log)
