@@ -10,6 +10,7 @@ import pytest
 
 from runtime.record_signatures import (
     SIGNATURE,
+    SIGNATURE_HEADERS,
     SIGNATURE_ID,
     SIGNATURE_TIMESTAMP,
     Verdict,
@@ -20,6 +21,7 @@ from runtime.record_signatures import (
     signature_headers,
     verify,
 )
+from schemas.topics import SUBMISSIONS
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +107,10 @@ def test_secrets_round_trip_and_bad_ones_are_refused() -> None:
     for bad in ("", "whsec_", "whsec_not*base64", "egp_" + secret[6:], "whsec_" + base64.b64encode(b"short").decode()):
         with pytest.raises(ValueError, match="signing secret"):
             decode_secret(bad)
+
+
+def test_the_submissions_contract_names_the_headers_intake_checks() -> None:
+    assert tuple(name for name, _ in SUBMISSIONS.required_headers) == SIGNATURE_HEADERS
+    assert SUBMISSIONS.config["message.timestamp.type"] == "LogAppendTime", (
+        "the broker stamps what the age is judged by"
+    )
