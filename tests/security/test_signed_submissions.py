@@ -7,11 +7,15 @@ with application.rejected (portal.unauthenticated) and leaves no trace in intake
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,13 +23,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from runtime.kafka import make_producer
-from runtime.record_signatures import decode_secret, new_secret, signature_headers
+from runtime.record_signatures import decode_secret, encode_secret, new_secret, signature_headers
 from schemas.envelope import Envelope
 from schemas.events import ApplicationReceived, ApplicationRejected, SubmitApplication
 from schemas.topics import APPLICATIONS, SUBMISSIONS
 from services.intake.portals import add_signing_key
 from tests.conftest import issue_portal_token
-from tests.support import ServiceProcesses, read_topic, sample_application
+from tests.support import REPO, ServiceProcesses, read_topic, sample_application
 
 pytestmark = pytest.mark.e2e
 
@@ -209,3 +213,27 @@ async def test_during_a_rotation_both_keys_verify_and_a_retired_key_no_longer_do
     envelope, _ = submission(portal_id)
     await publish(producer, envelope, *signed(envelope, new))
     await assert_received(kafka_bootstrap, intake_db, envelope, portal_id)
+
+
+async def test_the_example_portal_producer_signs_what_intake_takes(
+    kafka_bootstrap: str, keys: dict[str, bytes], intake_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    application = tmp_path / "application.json"
+    application.write_text(json.dumps(sample_application()), encoding="utf-8")
+    submission_id = f"sub-{uuid.uuid4().hex}"
+    secret = encode_secret(keys[VICTIM])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "examples/portal_producer.py",
+        *("--bootstrap", kafka_bootstrap, "--portal-id", VICTIM, "--submission-id", submission_id, str(application)),
+        cwd=REPO,
+        env={**os.environ, "EGOV_PORTAL_SIGNING_SECRET": secret},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert secret not in out.decode() + err.decode(), "the example never prints the secret"
+    reply = await answer(kafka_bootstrap, submission_id)
+    assert reply.is_a(ApplicationReceived), reply.data
+    assert reply.data["portal_id"] == VICTIM
