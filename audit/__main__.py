@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from audit.budget import budget_report
-from audit.log import Violation
 from audit.reader import LogRead, read_log
 from audit.render import budget_tables, timeline_table, verify_tables
 from audit.timeline import timeline
-from audit.verify import verify
+from audit.verify import unreadable_records, verify
 from runtime.kafka import KafkaAccess
 from runtime.settings import ToolSettings
 from runtime.signing import load_public_keys
@@ -77,7 +76,7 @@ def budget_command(args: argparse.Namespace, log: LogRead) -> int:
 def verify_command(args: argparse.Namespace, log: LogRead) -> int:
     keys = load_public_keys(args.public_key) if args.public_key else None
     result = verify(log.envelopes, public_keys=keys, policy=args.waitlist_policy)
-    result.violations[:0] = [Violation("payload", f"not an envelope: {where}", ()) for where in log.unreadable]
+    result.violations[:0] = unreadable_records(log.unreadable)
     if args.application:
         scope = set(args.application)
         result.violations = [v for v in result.violations if scope & set(v.applications)]

@@ -6,17 +6,24 @@ Each check returns the violations it finds, each naming the events that show it:
   still in progress (reported, not a violation);
 - review-before-decision: no application.decided without an application.reviewed before it,
   unless the application was withdrawn;
+- decision-chain: following causationid back from each application.decided (through budget and
+  review events) reaches an application.reviewed and then the application.received of the same
+  application, each written by its topic's one writer; a decision triggered from outside the
+  application (a fiscal year closed) must find such a review of it in the log;
 - reserved-twice: no application reserved twice for one fiscal year without a release between;
 - over-commitment: replaying each pot, reserved plus committed never exceeds it;
 - line-order: the line was served in order (see ``audit.line``);
 - causation: every causationid names an event in the log;
 - signature: with public keys given, every decision carries a valid signature;
 - payload / duplicate-id: every event fits its schema, and an id never stands for two events.
+
+Portal input on the submissions topic is not held to these: a malformed submission is the portal's
+error, and intake's answer to it (a dead letter or an application.rejected) is what is checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.budget import replay
 from audit.line import Policy, line_order_violations
-from audit.log import Index, Violation, about, euros, in_order, short_type, typed
+from audit.log import Index, Violation, about, application_of, euros, in_order, short_type, typed
 from runtime.signing import SignatureStatus, check_signature
 from schemas.envelope import EVENT_TYPE_PREFIX, Envelope
 from schemas.events import (
@@ -39,11 +46,12 @@ from schemas.events import (
     FundsReserved,
     ReviewOutcome,
 )
-from schemas.topics import EVENT_TYPES, SUBMISSIONS
+from schemas.topics import EVENT_TYPES, SUBMISSIONS, topic_of
 
 CHECKS = (
     "final-decision",
     "review-before-decision",
+    "decision-chain",
     "reserved-twice",
     "over-commitment",
     "line-order",
@@ -106,6 +114,7 @@ def verify(
         *payloads(history),
         *finals,
         *decisions_reviewed(history),
+        *decision_chains(history, index),
         *reserved_twice(history),
         *over_commitment(history),
         *line_order_violations(history, policy),
@@ -129,8 +138,20 @@ def payloads(history: list[Envelope]) -> list[Violation]:
     return [
         Violation("payload", f"{short_type(e)} does not fit its schema", (e.id,), about(e))
         for e in history
-        if e.type in EVENT_TYPES and typed(e) is None
+        if e.type in EVENT_TYPES and typed(e) is None and not portal_input(e)
     ]
+
+
+def portal_input(envelope: Envelope) -> bool:
+    """Written by a portal, not by us: intake's answer to it is what the log must show."""
+    return EVENT_TYPES[envelope.type] in SUBMISSIONS.event_types if envelope.type in EVENT_TYPES else False
+
+
+def unreadable_records(where: list[str]) -> list[Violation]:
+    """Records on a domain topic that are no envelope, as violations; a portal's garbage on the
+    submissions topic is not one (intake dead-letters it)."""
+    portal = f"{SUBMISSIONS.name}/"
+    return [Violation("payload", f"not an envelope: {w}", ()) for w in where if not w.startswith(portal)]
 
 
 def final_decisions(index: Index) -> tuple[list[Violation], list[InProgress]]:
@@ -175,6 +196,67 @@ def decisions_reviewed(history: list[Envelope]) -> list[Violation]:
             message = "decided without a review before it"
             out.append(Violation("review-before-decision", message, (envelope.id,), (event.application_id,)))
     return out
+
+
+def written_by_its_writer(envelope: Envelope, event_class: type[ApplicationReceived | ApplicationReviewed]) -> bool:
+    return envelope.is_a(event_class) and envelope.source == f"/egov/{topic_of(event_class).writer}"
+
+
+def decision_chains(history: list[Envelope], index: Index) -> list[Violation]:
+    out = []
+    for envelope in history:
+        if envelope.is_a(ApplicationDecided):
+            broken = chain_break(envelope, index)
+            if broken:
+                out.append(Violation("decision-chain", f"decided, but {broken}", (envelope.id,), about(envelope)))
+    return out
+
+
+def chain_break(decided: Envelope, index: Index) -> str | None:
+    """Why following causationid back from a decision does not reach a review and then the receipt
+    of the same application; None if it does."""
+    return walk_back(decided, index, reviewed=False, from_outside=review_behind)
+
+
+def walk_back(
+    start: Envelope, index: Index, *, reviewed: bool, from_outside: Callable[[Envelope, Index], str | None] | None
+) -> str | None:
+    application_id = application_of(start)
+    current, seen = start, {start.id}
+    while True:
+        if current.causationid is None:
+            return f"{short_type(current)} {current.id} names no cause"
+        cause = index.by_id.get(current.causationid)
+        if cause is None:
+            return f"its causal chain breaks at {current.causationid}, which is not in the log"
+        if cause.id in seen:
+            return f"its causal chain loops at {cause.id}"
+        seen.add(cause.id)
+        if application_of(cause) != application_id:
+            if from_outside is not None and current is start:
+                return from_outside(start, index)
+            return f"its causal chain leaves the application at {cause.id}"
+        if cause.is_a(ApplicationReceived):
+            if not written_by_its_writer(cause, ApplicationReceived):
+                return f"the application.received {cause.id} behind it was not written by intake"
+            return None if reviewed else f"no application.reviewed lies between it and {cause.id}"
+        if cause.is_a(ApplicationReviewed):
+            if not written_by_its_writer(cause, ApplicationReviewed):
+                return f"the application.reviewed {cause.id} behind it was not written by review"
+            reviewed = True
+        current = cause
+
+
+def review_behind(decided: Envelope, index: Index) -> str | None:
+    """A decision caused from outside its application (a fiscal year closed) acts on what the
+    application's last review before it found: that review's own chain must reach the receipt."""
+    application_id = application_of(decided) or ""
+    reviews = [e for e in index.by_application.get(application_id, []) if e.time <= decided.time]
+    reviews = [e for e in reviews if written_by_its_writer(e, ApplicationReviewed)]
+    if not reviews:
+        return "it was caused from outside the application, and no application.reviewed of it comes before"
+    broken = walk_back(reviews[-1], index, reviewed=True, from_outside=None)
+    return f"the review it rests on does not lead back to a receipt: {broken}" if broken else None
 
 
 def reserved_twice(history: list[Envelope]) -> list[Violation]:

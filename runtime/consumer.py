@@ -1,7 +1,8 @@
 """The effectively-once consumer: inbox, state change and outbox in one transaction.
 
 For each record: decode the envelope (undecodable bytes go to the dead-letter
-topic with the reason), record its id in the inbox, run the routed handler and
+topic with the reason; the envelope keeps the record's exact bytes and headers, see
+``wire_of``), record its id in the inbox, run the routed handler and
 stage what it returns, all in one PostgreSQL transaction. Offsets are committed
 only after the batch's transactions have committed. A redelivered event finds
 its inbox row and changes nothing.
@@ -13,12 +14,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from pydantic import ValidationError
+from pydantic import PrivateAttr, ValidationError
 
 from runtime.kafka import stop_within
 from runtime.logs import correlated
@@ -30,6 +32,42 @@ from schemas.topics import Topic
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[Sequence[Outgoing]]]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """The record an envelope was decoded from, for checks over its exact bytes (a producer's signature)."""
+
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int | None  # the record's timestamp (the broker's if the topic uses LogAppendTime)
+
+
+class Delivered(Envelope):
+    """An envelope as the consumer decoded it. Handlers still take an ``Envelope``; the few that
+    must look at the record itself ask ``wire_of``, so no handler signature changes."""
+
+    _wire: Wire | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of(cls, record: ConsumerRecord[Any, Any]) -> Delivered:
+        envelope = cls.from_bytes(record.value)
+        envelope._wire = Wire(
+            value=record.value,
+            headers=tuple(record.headers or ()),
+            timestamp_ms=record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None,
+        )
+        return envelope
+
+    @property
+    def wire(self) -> Wire | None:
+        return self._wire
+
+
+def wire_of(envelope: Envelope) -> Wire | None:
+    """The raw record behind a consumed envelope; None for one built in memory (a test, a replay)."""
+    return envelope.wire if isinstance(envelope, Delivered) else None
+
 
 # Errors that say "the database is not there right now": retry the same event, never skip it.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -196,7 +234,7 @@ class TransactionalConsumer:
         work: list[Work] = []
         for record in records:
             try:
-                envelope = Envelope.from_bytes(record.value)
+                envelope: Envelope = Delivered.of(record)
             except (ValidationError, ValueError, TypeError) as err:
                 await self._dead_letter(record, "undecodable", str(err))
                 continue

@@ -65,6 +65,7 @@ def channel(topic: Topic) -> dict[str, Any]:
                 "topic": topic.name,
                 "partitions": topic.partitions,
                 "topicConfiguration": {"cleanup.policy": ["delete"], "retention.ms": topic.retention_ms},
+                **({"x-message.timestamp.type": "LogAppendTime"} if topic.broker_timestamps else {}),
                 "bindingVersion": KAFKA_BINDING,
             }
         },
@@ -91,13 +92,7 @@ def event_message(cls: type[Event], topic: Topic) -> dict[str, Any]:
         "title": cls.__name__,
         "summary": (cls.__doc__ or cls.__name__).split("\n")[0].strip(),
         "contentType": "application/json",
-        "headers": {
-            "type": "object",
-            "properties": {
-                "ce_type": {"type": "string", "const": cls.wire_type()},
-                "ce_id": {"type": "string", "description": "The envelope's id"},
-            },
-        },
+        "headers": message_headers(cls, topic),
         "correlationId": {"location": "$message.payload#/correlationid"},
         "payload": {
             "schemaFormat": JSON_SCHEMA_FORMAT,
@@ -107,6 +102,19 @@ def event_message(cls: type[Event], topic: Topic) -> dict[str, Any]:
         },
         "bindings": {"kafka": {"key": {"type": "string", "description": topic.key}, "bindingVersion": KAFKA_BINDING}},
     }
+
+
+def message_headers(cls: type[Event], topic: Topic) -> dict[str, Any]:
+    """CloudEvents binary-mode hints, and the headers a topic demands of every record (a portal's signature)."""
+    properties: dict[str, Any] = {
+        "ce_type": {"type": "string", "const": cls.wire_type()},
+        "ce_id": {"type": "string", "description": "The envelope's id"},
+    }
+    properties.update({name: {"type": "string", "description": about} for name, about in topic.required_headers})
+    headers: dict[str, Any] = {"type": "object", "properties": properties}
+    if topic.required_headers:
+        headers["required"] = [name for name, _ in topic.required_headers]
+    return headers
 
 
 SIGNATURE_PROPERTIES: dict[str, Any] = {

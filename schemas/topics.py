@@ -29,10 +29,33 @@ class Topic:
     retention_ms: int = FOREVER
     public: bool = False
     description: str = ""
+    # The broker, not the producer, stamps each record's time: a signature's age is judged against it.
+    broker_timestamps: bool = False
+    # Kafka headers every record carries (name -> meaning), for writers outside the backend.
+    required_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def config(self) -> dict[str, str]:
-        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
+        config = {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
+        if self.broker_timestamps:
+            config["message.timestamp.type"] = "LogAppendTime"
+        return config
+
+
+# Standard Webhooks-style record signatures (runtime.record_signatures), by the portal's own key.
+PORTAL_SIGNATURE_HEADERS = (
+    ("egov-signature-id", "The envelope's id, exactly as in the record value"),
+    (
+        "egov-signature-timestamp",
+        "Unix seconds when the portal signed; refused if it lies more than the tolerance "
+        "(default 300 s) from the record's broker timestamp, either way",
+    ),
+    (
+        "egov-signature",
+        'Space-separated "v1,<base64 HMAC-SHA256>" over "{id}.{timestamp}." + the exact value '
+        "bytes, keyed with the base64-decoded part of the portal's whsec_ secret; one per key while rotating",
+    ),
+)
 
 
 SUBMISSIONS = Topic(
@@ -42,7 +65,10 @@ SUBMISSIONS = Topic(
     writer=PORTALS,
     readers=("intake",),
     retention_ms=THIRTY_DAYS_MS,
-    description="Submissions published by portals that run their own producers; intake validates them.",
+    description="Submissions published by portals that run their own producers; intake checks each record's "
+    "signature by the portal it names, then validates it.",
+    broker_timestamps=True,
+    required_headers=PORTAL_SIGNATURE_HEADERS,
 )
 APPLICATIONS = Topic(
     name="egov.applications.v1",

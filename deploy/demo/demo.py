@@ -49,7 +49,7 @@ def prometheus_series(http: httpx.Client, promql: str) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    token = asyncio.run(issue("demo-portal"))
+    token = asyncio.run(issue("demo-portal")).token
     portal = {"Authorization": f"Bearer {token}"}
     with httpx.Client(timeout=10) as http:
         opened = http.post(

@@ -49,7 +49,7 @@ async def main() -> None:
     publisher = BoundedPublisher(settings.kafka, kit.client_id("api"), settings.publish_timeout_ms)
     kit.lifecycle.add("kafka-api-producer", publisher.start, publisher.stop)
     submissions = Submissions(pool, publisher, rules, settings)
-    ingress = ingress_routes(rules, submissions.quota)
+    ingress = ingress_routes(rules, submissions.quota, settings.submission_signature_tolerance_seconds)
     kit.consume("submissions", [SUBMISSIONS], ingress, pool=pool, producer=producer, relay=relay)
     kit.consume(settings.status_view, STATUS_TOPICS, STATUS_ROUTES, pool=pool, producer=producer)
     withdrawals = Withdrawals(pool, publisher, submissions.patience)

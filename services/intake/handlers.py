@@ -16,6 +16,7 @@ import asyncpg
 
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
+from runtime.record_signatures import Verdict
 from schemas import events as ev
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope, Event
@@ -26,16 +27,22 @@ from services.intake import store
 from services.intake.domain import application_id, validate_application
 from services.intake.metrics import APPLICATIONS_RECEIVED, SUBMISSIONS_REFUSED
 from services.intake.policy import fiscal_years, quota_problem, scope_problem, unstorable_text
+from services.intake.provenance import authenticate, claimed_portal
 from services.intake.submission import SOURCE
 
 # --- the Kafka ingress: submissions published by portals ----------------------------------------
 
-UNKNOWN_PORTAL = ProblemItem(code="portal.unknown", pointer="/portal_id", detail="no registered portal has this id")
+UNAUTHENTICATED = ProblemItem(
+    code="portal.unauthenticated",
+    pointer="/portal_id",
+    detail="the record carries no valid, current signature by a signing key of the portal it names",
+)
 ID_REUSED = ProblemItem(
     code="submission.id_reused",
     pointer="/submission_id",
     detail="this submission_id was already used by this portal for another application",
 )
+MAX_ID_LENGTH = 200
 
 
 def body_digest(application: dict[str, object]) -> bytes:
@@ -44,33 +51,51 @@ def body_digest(application: dict[str, object]) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
-def rejected(cause: Envelope, command: ev.SubmitApplication, errors: list[ProblemItem]) -> list[Outgoing]:
+def rejected(
+    cause: Envelope, portal_id: str, submission_id: str, errors: list[ProblemItem], actor: str | None
+) -> list[Outgoing]:
     """Every error at once, keyed by the submission (there is no application)."""
     code = errors[0].code if len(errors) == 1 else "application.invalid"
     SUBMISSIONS_REFUSED.labels("kafka", code).inc()
-    event = ev.ApplicationRejected(portal_id=command.portal_id, submission_id=command.submission_id, errors=errors)
-    envelope = Envelope.wrap(event, source=SOURCE, subject=command.submission_id, cause=cause, actor=cause.actor)
-    return [Outgoing(APPLICATIONS, command.submission_id, envelope)]
+    event = ev.ApplicationRejected(portal_id=portal_id, submission_id=submission_id, errors=errors)
+    envelope = Envelope.wrap(event, source=SOURCE, subject=submission_id, cause=cause, actor=actor)
+    return [Outgoing(APPLICATIONS, submission_id, envelope)]
+
+
+def refused(cause: Envelope, command: ev.SubmitApplication, errors: list[ProblemItem]) -> list[Outgoing]:
+    return rejected(cause, command.portal_id, command.submission_id, errors, f"portal:{command.portal_id}")
+
+
+def unauthenticated(cause: Envelope) -> list[Outgoing]:
+    """The answer to a record no portal proved: it names whom it claimed to be, and no one is its actor."""
+    submission_id = cause.data.get("submission_id")
+    if not isinstance(submission_id, str) or not submission_id:
+        submission_id = cause.subject
+    portal_id = claimed_portal(cause) or ""
+    return rejected(cause, portal_id[:MAX_ID_LENGTH], submission_id[:MAX_ID_LENGTH], [UNAUTHENTICATED], None)
 
 
 async def on_submission(
-    conn: asyncpg.Connection, envelope: Envelope, rules: Rules, quota: store.Quota
+    conn: asyncpg.Connection, envelope: Envelope, rules: Rules, quota: store.Quota, tolerance_seconds: float
 ) -> Sequence[Outgoing]:
+    # First, before any claim in the payload is read or acted on: did the portal it names write it?
+    if await authenticate(conn, envelope, tolerance_seconds) is not Verdict.VALID:
+        return unauthenticated(envelope)
     command = envelope.payload(ev.SubmitApplication)
     portal = await store.portal_by_id(conn, command.portal_id)
-    if portal is None:
-        return rejected(envelope, command, [UNKNOWN_PORTAL])
+    if portal is None or command.portal_id != claimed_portal(envelope):
+        return unauthenticated(envelope)  # the keys came with the portal; this only guards against drift
     digest = body_digest(command.application)
     earlier = await store.submission(conn, command.portal_id, command.submission_id)
     if earlier is not None:
         # The same submission published again: its application exists, nothing more to do.
-        return () if bytes(earlier["body_sha256"]) == digest else rejected(envelope, command, [ID_REUSED])
+        return () if bytes(earlier["body_sha256"]) == digest else refused(envelope, command, [ID_REUSED])
     application = validate_application(command.application, rules)
     if isinstance(application, list):
-        return rejected(envelope, command, application)
-    refused = await admission_problems(conn, portal, application, quota)
-    if refused:
-        return rejected(envelope, command, refused)
+        return refused(envelope, command, application)
+    problems = await admission_problems(conn, portal, application, quota)
+    if problems:
+        return refused(envelope, command, problems)
     return await receive(conn, envelope, command, application, digest, rules)
 
 
@@ -118,9 +143,9 @@ async def receive(
     return [Outgoing(APPLICATIONS, received.application_id, out)]
 
 
-def ingress_routes(rules: Rules, quota: store.Quota) -> dict[str, Handler]:
+def ingress_routes(rules: Rules, quota: store.Quota, tolerance_seconds: float) -> dict[str, Handler]:
     async def submitted(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
-        return await on_submission(conn, envelope, rules, quota)
+        return await on_submission(conn, envelope, rules, quota, tolerance_seconds)
 
     return {ev.SubmitApplication.wire_type(): submitted}
 

@@ -31,3 +31,5 @@ class IntakeSettings(ServiceSettings):
     # The status view's consumer name (consumer group ``intake-<name>``); a new name rebuilds it from the topics.
     status_view: str = Field(default="status", pattern=r"^[a-z0-9-]{1,40}$")
     database_pool_size: int = Field(default=10, ge=2, le=100)
+    # How far a Kafka submission's signature timestamp may lie from the record's timestamp, either way.
+    submission_signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)

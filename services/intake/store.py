@@ -38,6 +38,17 @@ async def portal_by_id(conn: Db, portal_id: str) -> asyncpg.Record | None:
     )
 
 
+async def signing_keys(conn: Db, portal_id: str) -> list[bytes]:
+    """The keys a portal's Kafka submissions may be signed with now: none if it is unknown or revoked."""
+    rows = await conn.fetch(
+        "SELECT k.secret FROM portal_signing_keys k JOIN portals p USING (portal_id)"
+        " WHERE k.portal_id = $1 AND p.revoked_at IS NULL AND (k.retire_at IS NULL OR k.retire_at > now())"
+        " ORDER BY k.created_at DESC",
+        portal_id,
+    )
+    return [bytes(r["secret"]) for r in rows]
+
+
 # --- application numbers ---------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from runtime.kafka import KafkaAccess, ensure_topics, make_producer, make_reader
+from runtime.record_signatures import decode_secret, signature_headers
 from schemas.application import FundingApplication, FundingYear
 from schemas.envelope import Envelope
 from schemas.events import (
@@ -39,6 +40,7 @@ from schemas.events import (
     WaitlistReason,
 )
 from schemas.topics import ALL_TOPICS, APPLICATIONS, BUDGET, DECISIONS, SUBMISSIONS, Topic, dead_letters
+from services.intake.portals import add_signing_key
 from tests.conftest import issue_portal_token
 from tests.support import (
     REPO,
@@ -205,13 +207,15 @@ def received_with_title(title: str) -> Callable[[Envelope], bool]:
     return match
 
 
-async def publish(kafka: KafkaAccess, topic: Topic, key: str, value: bytes) -> None:
+async def publish(
+    kafka: KafkaAccess, topic: Topic, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> None:
     """Submissions as a portal principal would publish them; anything else as the operator playing a service."""
     writer = as_principal(kafka, "portal.portal-a") if topic is SUBMISSIONS else kafka
     producer = make_producer(writer, "test-publisher")
     await producer.start()
     try:
-        await producer.send_and_wait(topic.name, value, key=key.encode())
+        await producer.send_and_wait(topic.name, value, key=key.encode(), headers=headers)
     finally:
         await producer.stop()
 
@@ -646,9 +650,24 @@ async def test_nothing_a_client_sends_causes_a_server_error(tokens: dict[str, st
 # --- the Kafka ingress ----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+async def portal_a_key(intake: IntakeProcess, tokens: dict[str, str]) -> bytes:
+    """portal-a's submission-signing key, as `portals issue` creates it beside the token."""
+    conn = await asyncpg.connect(intake.dsn)
+    try:
+        return decode_secret(await add_signing_key(conn, "portal-a", None))
+    finally:
+        await conn.close()
+
+
 def submission(submission_id: str, application: dict[str, Any], portal_id: str = "portal-a") -> bytes:
     command = SubmitApplication(portal_id=portal_id, submission_id=submission_id, application=application)
     return Envelope.wrap(command, source="/portals/portal-a", subject=submission_id, actor=portal_id).to_bytes()
+
+
+def signed_by(key: bytes, value: bytes) -> list[tuple[str, bytes]]:
+    """The signature headers portal-a's producer adds (runtime.record_signatures)."""
+    return signature_headers([key], json.loads(value)["id"], value)
 
 
 def about(
@@ -658,7 +677,7 @@ def about(
 
 
 async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_where_they_should(
-    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+    intake: IntakeProcess, tokens: dict[str, str], portal_a_key: bytes, http: httpx.AsyncClient
 ) -> None:
     valid, invalid, stranger, after = (f"sub-{uuid.uuid4().hex[:8]}" for _ in range(4))
     application = sample_application()
@@ -670,14 +689,17 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
         b' "subject": "s", "time": "2027-01-01T00:00:00Z", "correlationid": "s", "data": {"portal_id": "portal-a"}}'
     )
 
-    await publish(intake.kafka, SUBMISSIONS, valid, submission(valid, application))
-    await publish(intake.kafka, SUBMISSIONS, valid, submission(valid, application))  # published twice
-    await publish(intake.kafka, SUBMISSIONS, valid, submission(valid, sample_application()))  # id reused
-    await publish(intake.kafka, SUBMISSIONS, invalid, submission(invalid, broken))
-    await publish(intake.kafka, SUBMISSIONS, stranger, submission(stranger, sample_application(), "portal-x"))
-    await publish(intake.kafka, SUBMISSIONS, after, garbage)
-    await publish(intake.kafka, SUBMISSIONS, after, not_a_command)
-    await publish(intake.kafka, SUBMISSIONS, after, submission(after, sample_application()))
+    async def send(key: str, value: bytes, *, sign: bool = True) -> None:
+        await publish(intake.kafka, SUBMISSIONS, key, value, signed_by(portal_a_key, value) if sign else None)
+
+    await send(valid, submission(valid, application))
+    await send(valid, submission(valid, application))  # published twice
+    await send(valid, submission(valid, sample_application()))  # id reused
+    await send(invalid, submission(invalid, broken))
+    await send(stranger, submission(stranger, sample_application(), "portal-x"))  # signed, but not by portal-x
+    await send(after, garbage, sign=False)
+    await send(after, not_a_command)
+    await send(after, submission(after, sample_application()))
 
     expected = [
         about(valid, ApplicationRejected),
@@ -702,7 +724,7 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
         ("amount.requested_exceeds_eligible", "/project/requested_amount_cents"),
     } <= codes, codes
     [unknown] = [e.payload(ApplicationRejected) for e in seen if about(stranger, ApplicationRejected)(e)]
-    assert [p.code for p in unknown.errors] == ["portal.unknown"]
+    assert [p.code for p in unknown.errors] == ["portal.unauthenticated"], "an unknown portal proves nothing"
     assert len([e for e in seen if about(after, ApplicationReceived)(e)]) == 1, "the stream kept flowing"
 
     dead = await records(intake.kafka, dead_letters("intake"), lambda rs: len(rs) >= 2)

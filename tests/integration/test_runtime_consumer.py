@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from aiokafka import TopicPartition
 
-from runtime.consumer import TransactionalConsumer
+from runtime.consumer import TransactionalConsumer, wire_of
 from runtime.db import migrate
 from runtime.kafka import KafkaAccess, ensure_topics, make_consumer, make_producer, make_reader
 from runtime.outbox import Outgoing
@@ -37,20 +37,24 @@ async def test_batches_deduplicate_isolate_poison_and_dead_letter_garbage(
     await ensure_topics(kafka, (source, dead))
     pool = await asyncpg.create_pool(await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_runtime"))
     await migrate(pool)
-    await pool.execute("CREATE TABLE seen (event_id text, application_id text)")
+    await pool.execute("CREATE TABLE seen (event_id text, application_id text, raw bytea, tag bytea)")
     poison = withdrawal(13)
 
     async def handler(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
         if envelope.id == poison.id:
             raise RuntimeError("this one always fails")
-        await conn.execute("INSERT INTO seen VALUES ($1, $2)", envelope.id, envelope.subject)
+        wire = wire_of(envelope)  # the record's exact bytes and headers, in the batch and one by one
+        assert wire is not None
+        tag = dict(wire.headers).get("test-tag")
+        await conn.execute("INSERT INTO seen VALUES ($1, $2, $3, $4)", envelope.id, envelope.subject, wire.value, tag)
         return ()
 
     producer = make_producer(kafka, "test")
     await producer.start()
     good = [withdrawal(n) for n in range(1, 41) if n != 13]
     for envelope in [*good[:20], poison, *good[:5], *good[20:]]:  # five redeliveries in the middle
-        await producer.send_and_wait(source.name, envelope.to_bytes(), key=envelope.subject.encode())
+        tag = [("test-tag", envelope.id.encode())]
+        await producer.send_and_wait(source.name, envelope.to_bytes(), key=envelope.subject.encode(), headers=tag)
     await producer.send_and_wait(source.name, b"\x00 not json", key=b"k")
     await producer.send_and_wait(source.name, withdrawal(99).to_bytes(), key=b"k")
     consumer = TransactionalConsumer(
@@ -72,10 +76,12 @@ async def test_batches_deduplicate_isolate_poison_and_dead_letter_garbage(
     finally:
         await consumer.stop()
         await producer.stop()
-    rows = await pool.fetch("SELECT event_id FROM seen")
+    rows = await pool.fetch("SELECT event_id, raw, tag FROM seen")
     await pool.close()
     ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids)) == len(good) + 1, "every good event exactly once, after the garbage too"
+    sent = {e.id: e.to_bytes() for e in good}
+    assert all(r["raw"] == sent[r["event_id"]] and r["tag"] == r["event_id"].encode() for r in rows if r[0] in sent)
     dead_letters = await read_raw(kafka, dead.name, 2)
     reasons = sorted(dict(h)["dlq_reason"].decode() for _, h in dead_letters)
     assert reasons == ["handler_error", "undecodable"]

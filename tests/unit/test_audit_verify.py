@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from audit.verify import Report, verify
+from audit.verify import Report, unreadable_records, verify
 from runtime.signing import Signer, key_id
 from schemas import events as ev
 from schemas.application import FundingYear
@@ -367,8 +367,98 @@ def test_a_decision_without_a_review_is_caught() -> None:
     log.receive(9)
     unreviewed = log.decide(9, ev.Decision.APPROVED, 10)
     report = verify(log.events)
-    assert checks_failed(report) == ["review-before-decision"]
-    assert report.violations[0].events == (unreviewed.id,)
+    assert checks_failed(report) == ["decision-chain", "review-before-decision"], "and it has no chain either"
+    assert {v.events for v in report.violations} == {(unreviewed.id,)}
+
+
+# --- a decision's causal chain leads back to its review and its receipt -------------------------
+
+
+def with_cause(log: Log, envelope: Envelope, **update: object) -> Envelope:
+    """Rewrite an event already in the log (and the review a later decision names)."""
+    changed = envelope.model_copy(update=update)
+    log.events[log.events.index(envelope)] = changed
+    if log.reviews.get(envelope.subject) is envelope:
+        log.reviews[envelope.subject] = changed
+    return changed
+
+
+def decision_chain(report: Report) -> str:
+    (violation,) = [v for v in report.violations if v.check == "decision-chain"]
+    return violation.message
+
+
+def test_a_decision_on_a_review_with_no_receipt_of_its_application_behind_it_is_caught() -> None:
+    log = clean_log()
+    log.receive(9)
+    review = log.review(9, 10, eligible=False)
+    with_cause(log, review, causationid=first(log, 8, ev.ApplicationReceived).id)  # another application's receipt
+    decided = log.decide(9, ev.Decision.REJECTED, reasons=("R05-grant-limits",))
+    report = verify(log.events)
+    assert checks_failed(report) == ["decision-chain"]
+    assert report.violations[0].events == (decided.id,)
+    assert report.violations[0].applications == (app(9),)
+    assert "leaves the application" in decision_chain(report)
+
+
+def test_a_decision_on_a_review_that_names_no_cause_is_caught() -> None:
+    log = clean_log()
+    log.receive(9)
+    with_cause(log, log.review(9, 10, eligible=False), causationid=None)
+    log.decide(9, ev.Decision.REJECTED, reasons=("R05-grant-limits",))
+    report = verify(log.events)
+    assert checks_failed(report) == ["decision-chain"]
+    assert "names no cause" in decision_chain(report)
+
+
+def test_a_decision_whose_cause_is_not_in_the_log_is_caught() -> None:
+    log = clean_log()
+    log.receive(9)
+    log.review(9, 10, eligible=False)
+    decided = log.decide(9, ev.Decision.REJECTED, reasons=("R05-grant-limits",))
+    with_cause(log, decided, causationid="no-such-event")
+    report = verify(log.events)
+    assert checks_failed(report) == ["causation", "decision-chain"]
+    assert "no-such-event, which is not in the log" in decision_chain(report)
+
+
+def test_a_receipt_not_written_by_intake_does_not_stand_behind_a_decision() -> None:
+    log = clean_log()
+    forged = log.receive(9)
+    with_cause(log, forged, source="/portals/portal-x")  # e.g. a portal's record shaped like a receipt
+    log.review(9, 10, eligible=False)
+    log.decide(9, ev.Decision.REJECTED, reasons=("R05-grant-limits",))
+    report = verify(log.events)
+    assert checks_failed(report) == ["decision-chain"]
+    assert "not written by intake" in decision_chain(report)
+
+
+def test_a_decision_caused_from_outside_rests_on_the_applications_own_review() -> None:
+    log = clean_log()
+    closed = log.add(ev.FiscalYearClosed(fiscal_year=YEAR, waiting_policy="reject"), str(YEAR), BUDGET)
+    log.reviews[app(6)] = closed  # the waiting application is rejected because its year closed
+    log.decide(6, ev.Decision.REJECTED, reasons=("fiscal_year_closed",))
+    assert verify(log.events).ok
+    log.receive(9)  # never reviewed
+    log.reviews[app(9)] = closed
+    log.decide(9, ev.Decision.REJECTED, reasons=("fiscal_year_closed",))
+    report = verify(log.events)
+    assert checks_failed(report) == ["decision-chain", "review-before-decision"]
+    assert "caused from outside the application" in decision_chain(report)
+
+
+# --- portal input is not ours to answer for -------------------------------------------------------
+
+
+def test_a_malformed_submission_is_no_violation_but_a_malformed_event_of_ours_is() -> None:
+    log = clean_log()
+    command = ev.SubmitApplication(portal_id="portal-a", submission_id="s-1", application={})
+    submission = Envelope.wrap(command, source="/portals/portal-a", subject="s-1")
+    log.events.append(submission.model_copy(update={"data": {"portal_id": "portal-a"}}))
+    assert verify(log.events).ok
+    assert unreadable_records([]) == []
+    (violation,) = unreadable_records(["egov.submissions.v1/0/7: garbage", "egov.reviews.v1/2/9: garbage"])
+    assert (violation.check, violation.message) == ("payload", "not an envelope: egov.reviews.v1/2/9: garbage")
 
 
 def test_a_payload_that_does_not_fit_and_a_reused_id_are_caught() -> None:
