@@ -16,13 +16,16 @@ from schemas.topics import DOMAIN_TOPICS, Topic
 @dataclass
 class LogRead:
     envelopes: list[Envelope] = field(default_factory=list)
-    # Records on a domain topic that are no envelope: "topic/partition/offset: why".
+    # Records on a domain topic that are no envelope, or an event the registry does not put on that
+    # topic (so a portal cannot plant an "application.received" by writing the submissions topic):
+    # "topic/partition/offset: why".
     unreadable: list[str] = field(default_factory=list)
 
 
 async def read_log(kafka: KafkaAccess, topics: Iterable[Topic] = DOMAIN_TOPICS) -> LogRead:
     """Everything on the topics up to now. Events written while reading are left for the next run.
     Callers bound the time with ``asyncio.timeout``."""
+    topics = tuple(topics)
     partitions = await partitions_of(kafka, [t.name for t in topics])
     consumer = make_reader(kafka, "egov-audit")
     await consumer.start()
@@ -32,7 +35,7 @@ async def read_log(kafka: KafkaAccess, topics: Iterable[Topic] = DOMAIN_TOPICS) 
         pending = {tp: ends[tp] for tp in partitions if ends[tp] > starts[tp]}
         if pending:
             await consumer.seek_to_beginning(*pending)
-        return await _read_until(consumer, pending)
+        return await _read_until(consumer, pending, {t.name: t for t in topics})
     finally:
         await consumer.stop()
 
@@ -54,7 +57,7 @@ async def partitions_of(kafka: KafkaAccess, names: list[str]) -> list[TopicParti
     )
 
 
-async def _read_until(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> LogRead:
+async def _read_until(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], topics: dict[str, Topic]) -> LogRead:
     """Fetch until every partition's records up to its end offset are in, judged by the offsets of
     the records received."""
     read = LogRead()
@@ -64,7 +67,7 @@ async def _read_until(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int
         for tp, records in batch.items():
             for record in records:
                 if record.offset < ends[tp]:
-                    _decode(read, f"{tp.topic}/{tp.partition}/{record.offset}", record.value)
+                    decode_into(read, topics[tp.topic], f"{tp.topic}/{tp.partition}/{record.offset}", record.value)
             if records and records[-1].offset + 1 >= ends[tp]:
                 pending.pop(tp, None)
         if not batch:  # nothing buffered: a partition ending in control records is read when positioned past them
@@ -74,8 +77,14 @@ async def _read_until(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int
     return read
 
 
-def _decode(read: LogRead, where: str, raw: bytes | None) -> None:
+def decode_into(read: LogRead, topic: Topic, where: str, raw: bytes | None) -> None:
+    """Add one record to what was read: as an envelope only if it is one of the topic's own events."""
     try:
-        read.envelopes.append(Envelope.from_bytes(raw or b""))
+        envelope = Envelope.from_bytes(raw or b"")
     except ValidationError as err:
         read.unreadable.append(f"{where}: {err.error_count()} error(s), first: {err.errors()[0]['msg']}")
+        return
+    if envelope.type not in {cls.wire_type() for cls in topic.event_types}:
+        read.unreadable.append(f"{where}: {envelope.type} is not an event of {topic.name}")
+        return
+    read.envelopes.append(envelope)

@@ -163,7 +163,14 @@ def _receipt(p: ev.ApplicationReceived, _: NoticeContext) -> Said | None:
     return Said("receipt", values, facts)
 
 
+# A record that did not prove its portal was not sent by the portal it names: telling that portal would let
+# anyone who may write the submissions topic aim notices at another portal's endpoint.
+UNAUTHENTICATED_PORTAL = "portal.unauthenticated"
+
+
 def _intake_rejected(p: ev.ApplicationRejected, _: NoticeContext) -> Said | None:
+    if any(e.code == UNAUTHENTICATED_PORTAL for e in p.errors):
+        return None
     errors = [f"{e.detail} (Feld {e.pointer or '/'}, Code {e.code})" for e in p.errors]
     facts = {"submission_id": p.submission_id, "errors": [e.model_dump(mode="json") for e in p.errors]}
     return Said("intake_rejected", {"submission_id": p.submission_id, "errors": _lines(errors)}, facts)

@@ -515,3 +515,17 @@ def test_a_decision_signed_by_another_key_is_caught(signer: Signer) -> None:
     report = verify(clean_log(other).events, public_keys=keys_of(signer))
     assert checks_failed(report) == ["signature"]
     assert len(report.violations) == 5  # every decision in the log
+
+
+def test_an_event_on_a_topic_the_registry_does_not_put_it_on_is_not_believed() -> None:
+    """A portal may write the submissions topic; an application.received it plants there is no receipt."""
+    from audit.reader import LogRead, decode_into
+    from schemas.topics import APPLICATIONS, SUBMISSIONS
+
+    planted = first(clean_log(), 1, ev.ApplicationReceived)
+    read = LogRead()
+    decode_into(read, SUBMISSIONS, "egov.submissions.v1/0/5", planted.to_bytes())
+    decode_into(read, APPLICATIONS, "egov.applications.v1/0/9", planted.to_bytes())
+    assert [e.id for e in read.envelopes] == [planted.id], "believed only on its own topic"
+    assert read.unreadable == [f"egov.submissions.v1/0/5: {planted.type} is not an event of egov.submissions.v1"]
+    assert unreadable_records(read.unreadable) == [], "portal input on the submissions topic is not a violation"

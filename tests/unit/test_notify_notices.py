@@ -192,6 +192,12 @@ def test_a_submission_rejected_at_intake_gets_every_error_and_no_application_id(
     assert "amount.requested_exceeds_eligible" in notice.text
 
 
+def test_a_submission_that_did_not_prove_its_portal_tells_that_portal_nothing() -> None:
+    forged = ev.ProblemItem(code="portal.unauthenticated", pointer="", detail="no valid signature by this portal")
+    event = ev.ApplicationRejected(portal_id="portal-victim", submission_id="sub-forged", errors=[forged])
+    assert notice_for(envelope(event), ev.ApplicationRejected) is None
+
+
 def test_a_reservation_is_told_only_when_asked_for_and_a_promotion_always() -> None:
     event = ev.FundsReserved(application_id=APP_ID, fiscal_year=2027, amount_cents=f.REQUESTED, ready_at=RECEIVED)
     assert notice_for(envelope(event), ev.FundsReserved) is None
