@@ -23,7 +23,8 @@ async def issue(
     portal_id: str, ags_prefixes: list[str] | None = None, rate: float | None = None, burst: int | None = None
 ) -> str:
     token = new_token("egp_")
-    pool = await create_pool(IntakeSettings().dsn)
+    settings = IntakeSettings()
+    pool = await create_pool(settings.dsn, ssl=settings.database_tls())
     try:
         await migrate(pool, MIGRATIONS)
         await pool.execute(
@@ -43,7 +44,8 @@ async def issue(
 
 
 async def revoke(portal_id: str) -> bool:
-    pool = await create_pool(IntakeSettings().dsn)
+    settings = IntakeSettings()
+    pool = await create_pool(settings.dsn, ssl=settings.database_tls())
     try:
         result: str = await pool.execute("UPDATE portals SET revoked_at = now() WHERE portal_id = $1", portal_id)
     finally:

@@ -56,7 +56,7 @@ async def rewind(bootstrap: str, group: str) -> int:
 async def rebuild(settings: IntakeSettings) -> str:
     group = f"intake-{settings.status_view}"
     partitions = await rewind(settings.kafka_bootstrap, group)
-    pool = await create_pool(settings.dsn, max_size=2)
+    pool = await create_pool(settings.dsn, max_size=2, ssl=settings.database_tls())
     try:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("TRUNCATE application_status, application_timeline")
