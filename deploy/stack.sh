@@ -29,7 +29,13 @@ start() {
   "$DEPLOY_DIR/kafka.sh" start
   "$PY" -m runtime.topics
   start_process smtp-sink "$PY" -m services.notify.smtp_sink --port "$SMTP_PORT" --dir "$STATE_DIR/mail"
-  for s in "${SERVICES[@]}"; do start_process "$s" "$PY" -m "services.$s"; done
+  for s in "${SERVICES[@]}"; do
+    # Each service runs as its own login and migrates as its database's owner (deploy/postgres.sh).
+    local prefix="${s^^}_"
+    # env execs the program, so the recorded pid stays the service's.
+    start_process "$s" env "${prefix}DATABASE_URL=$(pg_local_dsn "egov_$s" "egov_$s")" \
+      "${prefix}DATABASE_OWNER_URL=$(pg_local_dsn "egov_${s}_owner" "egov_$s")" "$PY" -m "services.$s"
+  done
   for s in "${SERVICES[@]}"; do wait_for "$s" 60 service_ready "$s"; log "$s ready on 127.0.0.1:${PORTS[$s]}"; done
   start_process prometheus prometheus --config.file="$DEPLOY_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STATE_DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
