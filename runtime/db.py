@@ -78,6 +78,9 @@ async def grant_runtime(conn: asyncpg.Connection, role: str, *, append_only: Ite
     ever sees the append-only tables writable."""
     quoted = _quote_ident(role)
     async with conn.transaction():
+        # Instances starting together would otherwise GRANT on the same tables at once, which
+        # PostgreSQL refuses ("tuple concurrently updated").
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}")
         await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
         await conn.execute(f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {quoted}")
