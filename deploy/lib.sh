@@ -28,6 +28,15 @@ wait_for() {
   done
 }
 
+# The local stack's PostgreSQL roles: per service a runtime login egov_<service> and the owner of its
+# database egov_<service>_owner (README "PostgreSQL roles"). Dev passwords are placeholders the
+# services refuse in production.
+PG_SERVICES=(intake review budget notify)
+pg_dev_password() { echo "$1-dev-only"; }
+pg_local_dsn() {  # ROLE DATABASE
+  echo "postgresql://$1:$(pg_dev_password "$1")@127.0.0.1:${EGOV_PG_PORT:-55432}/$2"
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Local PostgreSQL from Debian's package: a cluster named "egov" on 127.0.0.1:55432,
-# a login role and one database per service.
-#   deploy/postgres.sh start|stop|status|wait
+# Local PostgreSQL from Debian's package: a cluster named "egov" on 127.0.0.1:55432, one database
+# per service owned by its owner role, and a runtime login per service that may connect to its own
+# database only (README "PostgreSQL roles"). egov_admin (CREATEDB, CREATEROLE, no superuser) is what
+# the test suites use to make their per-slot roles and databases.
+#   deploy/postgres.sh start|stop|status|wait|recreate
+# recreate drops the four stack databases (their data too) and makes them again: once, for databases
+# from before the per-service roles, which start refuses to take over.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -9,7 +13,7 @@ PG_PORT="${EGOV_PG_PORT:-55432}"
 PG_CLUSTER=egov
 PG_USER=egov
 PG_PASSWORD="${EGOV_PG_PASSWORD:-egov-dev-only}"
-DATABASES=(egov_intake egov_review egov_budget egov_notify)
+ADMIN_USER=egov_admin
 
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
 
@@ -37,13 +41,39 @@ CONF
 
 psql_admin() { runuser -u postgres -- psql -p "$PG_PORT" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
+ensure_role() {  # NAME PASSWORD ATTRIBUTES...
+  local name="$1" password="$2"; shift 2
+  psql_admin -c "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='$name') THEN CREATE ROLE $name LOGIN PASSWORD '$password' $*; END IF; END\$\$;"
+}
+
+database_owner() { psql_admin -c "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname='$1'"; }
+
 create_databases() {
-  psql_admin -c "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='$PG_USER') THEN CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'; END IF; END\$\$;"
-  for db in "${DATABASES[@]}"; do
-    if [ -z "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname='$db'")" ]; then
-      psql_admin -c "CREATE DATABASE $db OWNER $PG_USER"
+  # The pre-role login, kept for the suites and checkouts that still use it.
+  ensure_role "$PG_USER" "$PG_PASSWORD" CREATEDB
+  ensure_role "$ADMIN_USER" "$(pg_dev_password "$ADMIN_USER")" CREATEDB CREATEROLE
+  # So the admin may drop and replace the databases the egov login made before it existed.
+  psql_admin -c "DO \$\$BEGIN IF NOT pg_has_role('$ADMIN_USER', '$PG_USER', 'MEMBER') THEN GRANT $PG_USER TO $ADMIN_USER; END IF; END\$\$;"
+  for s in "${PG_SERVICES[@]}"; do
+    local db="egov_$s" owner="egov_${s}_owner" runtime="egov_$s" current
+    ensure_role "$owner" "$(pg_dev_password "$owner")" NOSUPERUSER NOCREATEDB NOCREATEROLE
+    ensure_role "$runtime" "$(pg_dev_password "$runtime")" NOSUPERUSER NOCREATEDB NOCREATEROLE
+    current="$(database_owner "$db")"
+    if [ -z "$current" ]; then
+      psql_admin -c "CREATE DATABASE $db OWNER $owner"
+    elif [ "$current" != "$owner" ]; then
+      log "warning: $db belongs to $current, not $owner (made before the per-service roles);" \
+        "left alone. 'deploy/postgres.sh recreate' replaces it, deleting its data"
+      continue
     fi
+    # Only the service's own login may connect (the owner may anyway); PUBLIC loses CONNECT and TEMP.
+    psql_admin -c "REVOKE ALL ON DATABASE $db FROM PUBLIC" -c "GRANT CONNECT ON DATABASE $db TO $runtime"
   done
+}
+
+recreate_databases() {
+  for s in "${PG_SERVICES[@]}"; do psql_admin -c "DROP DATABASE IF EXISTS egov_$s WITH (FORCE)"; done
+  create_databases
 }
 
 ready() { runuser -u postgres -- pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; }
@@ -77,5 +107,6 @@ case "${1:-}" in
   restart) stop; start ;;
   status) status ;;
   wait) wait_for postgresql 60 ready ;;
-  *) echo "usage: $0 start|stop|restart|status|wait" >&2; exit 2 ;;
+  recreate) start; recreate_databases ;;
+  *) echo "usage: $0 start|stop|restart|status|wait|recreate" >&2; exit 2 ;;
 esac

@@ -42,7 +42,13 @@ start() {
   start_process smtp-sink "$PY" -m services.notify.smtp_sink --port "$SMTP_PORT" --dir "$STATE_DIR/mail"
   # The local stack's portal receivers run on this machine: let notify call loopback (never in production).
   export NOTIFY_ALLOW_LOOPBACK_CALLBACKS="${NOTIFY_ALLOW_LOOPBACK_CALLBACKS:-true}"
-  for s in "${SERVICES[@]}"; do KAFKA_AS="${s^^}:$s" start_process "$s" "$PY" -m "services.$s"; done
+  for s in "${SERVICES[@]}"; do
+    # Each service runs as its own login and migrates as its database's owner (deploy/postgres.sh).
+    local prefix="${s^^}_"
+    # env execs the program, so the recorded pid stays the service's.
+    KAFKA_AS="${s^^}:$s" start_process "$s" env "${prefix}DATABASE_URL=$(pg_local_dsn "egov_$s" "egov_$s")" \
+      "${prefix}DATABASE_OWNER_URL=$(pg_local_dsn "egov_${s}_owner" "egov_$s")" "$PY" -m "services.$s"
+  done
   for s in "${SERVICES[@]}"; do wait_for "$s" 60 service_ready "$s"; log "$s ready on 127.0.0.1:${PORTS[$s]}"; done
   start_process prometheus prometheus --config.file="$DEPLOY_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STATE_DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"

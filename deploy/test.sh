@@ -13,7 +13,8 @@ KAFKA_TEST_PORT=$((29092 + 10 * EGOV_TEST_SLOT))
 TEST_STATE="$STATE_DIR/test$EGOV_TEST_SLOT"
 export EGOV_TEST_KAFKA="127.0.0.1:$KAFKA_TEST_PORT"
 export EGOV_SECRETS_DIR="$SECRETS_DIR"
-export EGOV_TEST_PG_DSN="postgresql://egov:${EGOV_PG_PASSWORD:-egov-dev-only}@127.0.0.1:${EGOV_PG_PORT:-55432}/postgres"
+# The admin login (CREATEDB, CREATEROLE, not superuser): makes the slot's databases and per-service roles.
+export EGOV_TEST_PG_DSN="$(pg_local_dsn egov_admin postgres)"
 
 kafka() { EGOV_STATE_DIR="$TEST_STATE" EGOV_KAFKA_PORT="$KAFKA_TEST_PORT" "$DEPLOY_DIR/kafka.sh" "$@"; }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import asyncpg
@@ -16,12 +18,20 @@ RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 7_316_001
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float = 30.0) -> asyncpg.Pool:
-    """Connect, retrying while the database is still starting."""
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    wait_seconds: float = 30.0,
+    ssl: ssl.SSLContext | str | bool = False,
+) -> asyncpg.Pool:
+    """Connect, retrying while the database is still starting. ``ssl`` comes from
+    ``ServiceSettings.database_tls()``; it overrides any ``sslmode`` in the DSN."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30, ssl=ssl)
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError):
             if time.monotonic() > deadline:
                 raise
@@ -40,10 +50,12 @@ async def migrate(pool: asyncpg.Pool, *service_dirs: Path) -> list[str]:
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         try:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            # Only when missing: a runtime login without CREATE may call this once the owner has migrated.
+            if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
+                await conn.execute(
+                    "CREATE TABLE schema_migrations ("
+                    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
             for version, path in migration_files(RUNTIME_MIGRATIONS, *service_dirs):
                 if version in done:
@@ -56,3 +68,25 @@ async def migrate(pool: asyncpg.Pool, *service_dirs: Path) -> list[str]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied_now
+
+
+async def grant_runtime(conn: asyncpg.Connection, role: str, *, append_only: Iterable[str] = ()) -> None:
+    """Run by the owner after migrating: the runtime login may read and write every table of the
+    public schema and use its sequences, but only read ``schema_migrations`` and only read and
+    append to the ``append_only`` tables. TRUNCATE and DDL stay with the owner. Applied on every
+    start, so tables a new migration creates are covered, and in one transaction, so no instance
+    ever sees the append-only tables writable."""
+    quoted = _quote_ident(role)
+    async with conn.transaction():
+        # Instances starting together would otherwise GRANT on the same tables at once, which
+        # PostgreSQL refuses ("tuple concurrently updated").
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}")
+        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
+        await conn.execute(f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {quoted}")
+        for table in append_only:
+            await conn.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {_quote_ident(table)} FROM {quoted}")
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

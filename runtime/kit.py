@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from runtime.consumer import Handler, TransactionalConsumer
-from runtime.db import create_pool, migrate
+from runtime.db import create_pool, grant_runtime, migrate
 from runtime.http import HttpLimits, HttpServer, ReadinessCheck, add_operational_routes, install_guards
 from runtime.kafka import consumer_group, make_consumer, make_producer
 from runtime.logs import configure_logging
@@ -36,9 +36,28 @@ class ServiceKit:
     def client_id(self, role: str) -> str:
         return f"{self.service}-{role}-{self.settings.instance_id}"
 
-    async def database(self, migrations: Path | None, *, max_size: int = 10) -> asyncpg.Pool:
-        pool = await create_pool(self.settings.dsn, max_size=max_size)
-        await migrate(pool, *([migrations] if migrations else []))
+    async def database(
+        self, migrations: Path | None, *, max_size: int = 10, append_only: tuple[str, ...] = ()
+    ) -> asyncpg.Pool:
+        """The runtime login's pool, after migrating. With ``database_owner_url`` the owner role
+        migrates and then grants the runtime login its rights (``append_only`` tables: read and
+        insert only); without it the runtime login migrates and owns the tables (development)."""
+        tls = self.settings.database_tls()
+        pool = await create_pool(self.settings.dsn, max_size=max_size, ssl=tls)
+        directories = [migrations] if migrations else []
+        if self.settings.owner_dsn is None:
+            await migrate(pool, *directories)
+        else:
+            owner = await create_pool(self.settings.owner_dsn, max_size=1, ssl=tls)
+            try:
+                await migrate(owner, *directories)
+                runtime_role = await pool.fetchval("SELECT current_user")
+                async with owner.acquire() as conn:
+                    if runtime_role == await conn.fetchval("SELECT current_user"):
+                        raise RuntimeError("database_owner_url and database_url log in as the same role")
+                    await grant_runtime(conn, runtime_role, append_only=append_only)
+            finally:
+                await owner.close()
         self.lifecycle.add("database", _noop, pool.close)
 
         async def database_reachable() -> bool:

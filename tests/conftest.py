@@ -16,12 +16,13 @@ from tests.support import (
     SERVICE_PORTS,
     SMTP_TEST_PORT,
     TEST_SLOT,
+    ServiceDatabase,
     ServiceProcesses,
     SmtpSink,
-    fresh_database,
     kafka_access,
     required_env,
     running_services,
+    service_database,
 )
 
 
@@ -39,8 +40,15 @@ def pg_admin_dsn() -> str:
 
 
 @pytest.fixture(scope="session")
-async def service_dsns(pg_admin_dsn: str) -> dict[str, str]:
-    return {name: await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_{name}") for name in SERVICE_PORTS}
+async def service_databases(pg_admin_dsn: str) -> dict[str, ServiceDatabase]:
+    """Per service a fresh database with its own owner role and runtime login, named by slot."""
+    return {name: await service_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_{name}") for name in SERVICE_PORTS}
+
+
+@pytest.fixture(scope="session")
+def service_dsns(service_databases: dict[str, ServiceDatabase]) -> dict[str, str]:
+    """Each service's runtime login: what the service itself may do, and no more."""
+    return {name: database.runtime for name, database in service_databases.items()}
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +70,11 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 async def services(
-    kafka: KafkaAccess, service_dsns: dict[str, str], smtp_sink: SmtpSink, log_dir: Path
+    kafka: KafkaAccess, service_databases: dict[str, ServiceDatabase], smtp_sink: SmtpSink, log_dir: Path
 ) -> AsyncIterator[ServiceProcesses]:
-    async with running_services(kafka, service_dsns, smtp_sink.port, log_dir) as running:
+    runtime = {name: database.runtime for name, database in service_databases.items()}
+    owners = {name: database.owner for name, database in service_databases.items()}
+    async with running_services(kafka, runtime, smtp_sink.port, log_dir, owner_dsns=owners) as running:
         yield running
 
 

@@ -95,8 +95,50 @@ async def private_broker(name: str, slot: int) -> AsyncIterator[KafkaAccess]:
         await asyncio.to_thread(kafka_sh, "reset")
 
 
-def dsn_for(admin_dsn: str, database: str) -> str:
-    return admin_dsn.rsplit("/", 1)[0] + "/" + database
+def dsn_for(admin_dsn: str, database: str, *, role: str | None = None) -> str:
+    """The admin DSN pointed at ``database``; with ``role``, logging in as that role (dev password)."""
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database
+    if role is None:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    return f"{scheme}://{role}:{dev_password(role)}@{rest.rsplit('@', 1)[-1]}"
+
+
+def dev_password(role: str) -> str:
+    return f"{role}-dev-only"
+
+
+@dataclass(frozen=True)
+class ServiceDatabase:
+    """A service's database as deployed: owned by one role, used at run time by another."""
+
+    runtime: str  # DSN of the runtime login: DML on the tables, no DDL, no other database
+    owner: str  # DSN of the owner role: migrates, grants the runtime login its rights
+
+
+async def service_database(admin_dsn: str, database: str) -> ServiceDatabase:
+    """A fresh ``database`` owned by the role ``<database>_owner``, which only it and the login
+    ``<database>`` may connect to (deploy/postgres.sh's shape). Roles are cluster-wide, so they
+    are named after the slot's database and never collide with another suite's."""
+    owner, runtime = f"{database}_owner", database
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for role in (owner, runtime):
+            # A role of an earlier run keeps its attributes (only a superuser may restate SUPERUSER).
+            exists = await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", role)
+            verb, attributes = ("ALTER", "") if exists else ("CREATE", "NOSUPERUSER NOCREATEDB NOCREATEROLE")
+            await conn.execute(f"{verb} ROLE \"{role}\" LOGIN {attributes} PASSWORD '{dev_password(role)}'")
+        # PostgreSQL 15 hands a database only to a role one is a member of; membership also lets the
+        # harness read every table through the admin DSN.
+        if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", owner):
+            await conn.execute(f'GRANT "{owner}" TO CURRENT_USER')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+        await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
+        await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{runtime}"')
+    finally:
+        await conn.close()
+    return ServiceDatabase(dsn_for(admin_dsn, database, role=runtime), dsn_for(admin_dsn, database, role=owner))
 
 
 async def fresh_database(admin_dsn: str, database: str) -> str:
@@ -200,6 +242,8 @@ class ServiceProcesses:
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     exit_codes: dict[str, list[int]] = field(default_factory=dict)
+    # The owner roles' DSNs: a service migrates with its owner and then runs as its login (``dsns``).
+    owner_dsns: dict[str, str] = field(default_factory=dict)
 
     def env(self, name: str) -> dict[str, str]:
         prefix = name.upper() + "_"
@@ -222,6 +266,8 @@ class ServiceProcesses:
                 "NOTIFY_ALLOW_LOOPBACK_CALLBACKS": "true",  # the test receivers are on 127.0.0.1
             }
         )
+        if name in self.owner_dsns:
+            env[prefix + "DATABASE_OWNER_URL"] = self.owner_dsns[name]
         return env
 
     def start(self, name: str) -> None:
@@ -258,9 +304,9 @@ class ServiceProcesses:
 
 @contextlib.asynccontextmanager
 async def running_services(
-    kafka: KafkaAccess, dsns: dict[str, str], smtp_port: int, log_dir: Path
+    kafka: KafkaAccess, dsns: dict[str, str], smtp_port: int, log_dir: Path, owner_dsns: dict[str, str] | None = None
 ) -> AsyncIterator[ServiceProcesses]:
-    services = ServiceProcesses(kafka, dsns, smtp_port, log_dir)
+    services = ServiceProcesses(kafka, dsns, smtp_port, log_dir, owner_dsns=owner_dsns or {})
     try:
         for name in SERVICE_PORTS:
             services.start(name)

@@ -33,7 +33,8 @@ async def main() -> None:
     rules = load_rules(settings.rules_file)
     line = line_settings(settings)
     kit = ServiceKit("budget", settings)
-    pool = await kit.database(MIGRATIONS)
+    # The ledger is append-only twice over: a trigger refuses UPDATE/DELETE, and the runtime login lacks the grants.
+    pool = await kit.database(MIGRATIONS, append_only=("ledger",))
     await store.seed_categories(pool, {c.id: c.open for c in rules.categories})
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)

@@ -15,7 +15,7 @@ class BudgetSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BUDGET_", extra="ignore", frozen=True)
 
     http_port: int = 8003
-    database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov_budget")
+    database_url: SecretStr = SecretStr("postgresql://egov_budget:egov_budget-dev-only@127.0.0.1:55432/egov_budget")
     rules_file: Path = DEFAULT_RULES
     # strict: a later, smaller application never jumps an earlier one that does not fit yet.
     waitlist_policy: Literal["strict", "first_fit"] = "strict"

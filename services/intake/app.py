@@ -31,7 +31,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 async def session_free_pool(settings: IntakeSettings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        settings.dsn, min_size=2, max_size=settings.database_pool_size, command_timeout=30, reset=_keep_session
+        settings.dsn,
+        min_size=2,
+        max_size=settings.database_pool_size,
+        command_timeout=30,
+        reset=_keep_session,
+        ssl=settings.database_tls(),
     )
 
 

@@ -70,7 +70,8 @@ async def issue(
     portal_id: str, ags_prefixes: list[str] | None = None, rate: float | None = None, burst: int | None = None
 ) -> Issued:
     token = new_token("egp_")
-    pool = await create_pool(IntakeSettings().dsn)
+    settings = IntakeSettings()
+    pool = await create_pool(settings.dsn, ssl=settings.database_tls())
     try:
         await migrate(pool, MIGRATIONS)
         async with pool.acquire() as conn, conn.transaction():
@@ -120,7 +121,8 @@ async def retire_old_signing_keys(portal_id: str) -> int:
 
 
 async def revoke(portal_id: str) -> bool:
-    pool = await create_pool(IntakeSettings().dsn)
+    settings = IntakeSettings()
+    pool = await create_pool(settings.dsn, ssl=settings.database_tls())
     try:
         result: str = await pool.execute("UPDATE portals SET revoked_at = now() WHERE portal_id = $1", portal_id)
     finally:

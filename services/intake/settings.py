@@ -15,7 +15,7 @@ class IntakeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore", frozen=True)
 
     http_port: int = 8001
-    database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov_intake")
+    database_url: SecretStr = SecretStr("postgresql://egov_intake:egov_intake-dev-only@127.0.0.1:55432/egov_intake")
     rules_file: Path = DEFAULT_RULES
     public_base_url: str = "http://127.0.0.1:8001"
     # A submission gets 202 only after the broker acknowledged it; past this it gets 503 and was not written.

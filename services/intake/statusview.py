@@ -56,10 +56,12 @@ async def rewind(kafka: KafkaAccess, group: str) -> int:
 async def rebuild(settings: IntakeSettings) -> str:
     group = consumer_group("intake", settings.consumer_group_prefix, settings.status_view)
     partitions = await rewind(settings.kafka, group)
-    pool = await create_pool(settings.dsn, max_size=2)
+    pool = await create_pool(settings.dsn, max_size=2, ssl=settings.database_tls())
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("TRUNCATE application_status, application_timeline")
+            # DELETE, not TRUNCATE: the runtime login has no TRUNCATE (README "PostgreSQL roles").
+            await conn.execute("DELETE FROM application_timeline")
+            await conn.execute("DELETE FROM application_status")
             await conn.execute("DELETE FROM processed_events WHERE consumer = $1", group)
     finally:
         await pool.close()

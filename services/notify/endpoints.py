@@ -45,7 +45,7 @@ async def register(
 
 
 async def run(args: argparse.Namespace, settings: NotifySettings) -> int:
-    pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=1, ssl=settings.database_tls())
     try:
         await migrate(pool, MIGRATIONS)
         async with pool.acquire() as conn:

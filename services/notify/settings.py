@@ -12,7 +12,7 @@ class NotifySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore", frozen=True)
 
     http_port: int = 8004
-    database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov_notify")
+    database_url: SecretStr = SecretStr("postgresql://egov_notify:egov_notify-dev-only@127.0.0.1:55432/egov_notify")
 
     # E-mail: a real SMTP client. STARTTLS upgrades a plain connection; implicit TLS (port 465) starts
     # encrypted. smtp_ca_file trusts a private CA (e.g. the state's mail relay) besides the system ones.

@@ -28,7 +28,8 @@ def valid_id(caseworker_id: str) -> bool:
 
 async def issue(caseworker_id: str) -> str:
     token = new_token("egc_")
-    pool = await create_pool(ReviewSettings().dsn)
+    settings = ReviewSettings()
+    pool = await create_pool(settings.dsn, ssl=settings.database_tls())
     try:
         await migrate(pool, MIGRATIONS)
         await store.save_caseworker_token(pool, caseworker_id, token)
@@ -38,7 +39,8 @@ async def issue(caseworker_id: str) -> str:
 
 
 async def revoke(caseworker_id: str) -> bool:
-    pool = await create_pool(ReviewSettings().dsn)
+    settings = ReviewSettings()
+    pool = await create_pool(settings.dsn, ssl=settings.database_tls())
     try:
         return await store.revoke_caseworker(pool, caseworker_id)
     finally:

@@ -13,5 +13,5 @@ class ReviewSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REVIEW_", extra="ignore", frozen=True)
 
     http_port: int = 8002
-    database_url: SecretStr = SecretStr("postgresql://egov:egov-dev-only@127.0.0.1:55432/egov_review")
+    database_url: SecretStr = SecretStr("postgresql://egov_review:egov_review-dev-only@127.0.0.1:55432/egov_review")
     rules_file: Path = DEFAULT_RULES

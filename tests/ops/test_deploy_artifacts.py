@@ -450,10 +450,36 @@ def test_compose_bind_mounts_exist_and_postgres_creates_the_four_databases() -> 
         assert re.search(rf"CREATE DATABASE egov_{name}\b", init_sql), name
 
 
+def test_compose_postgres_gives_each_service_an_owner_and_a_login_for_its_database_only() -> None:
+    init_sql = (DEPLOY / "compose" / "postgres-init.sql").read_text(encoding="utf-8")
+    local = (DEPLOY / "postgres.sh").read_text(encoding="utf-8")
+    services = load_yaml(COMPOSE)["services"]
+    for name in SERVICES:
+        db, owner = f"egov_{name}", f"egov_{name}_owner"
+        for role in (owner, db):
+            assert re.search(rf"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE\b", init_sql), role
+        assert f"CREATE DATABASE {db} OWNER {owner};" in init_sql
+        assert f"REVOKE ALL ON DATABASE {db} FROM PUBLIC;" in init_sql
+        assert f"GRANT CONNECT ON DATABASE {db} TO {db};" in init_sql
+        env = services[name]["environment"]
+        prefix = name.upper() + "_"
+        assert env[f"{prefix}DATABASE_URL"].startswith(f"postgresql://{db}:")
+        assert env[f"{prefix}DATABASE_OWNER_URL"].startswith(f"postgresql://{owner}:")
+        assert env[f"{prefix}DATABASE_OWNER_URL"].endswith(f"@postgres:5432/{db}")
+    # The local stack makes the same shape.
+    for fragment in (
+        'owner="egov_${s}_owner" runtime="egov_$s"',
+        "CREATE DATABASE $db OWNER $owner",
+        "REVOKE ALL ON DATABASE $db FROM PUBLIC",
+        "GRANT CONNECT ON DATABASE $db TO $runtime",
+    ):
+        assert fragment in local, fragment
+
+
 def test_compose_secrets_are_marked_placeholders() -> None:
     text = COMPOSE.read_text(encoding="utf-8")
     for line in text.splitlines():
-        if re.search(r"(PASSWORD|TOKENS?|DATABASE_URL):", line) and not line.lstrip().startswith("#"):
+        if re.search(r"(PASSWORD|TOKENS?|DATABASE_(OWNER_)?URL):", line) and not line.lstrip().startswith("#"):
             assert "# PLACEHOLDER" in line, line
 
 
@@ -555,6 +581,18 @@ def test_k8s_env_references_existing_configmap_and_secret_keys() -> None:
                     ref = source["secretKeyRef"]
                     assert ref["name"] == secret["metadata"]["name"], env
                     assert ref["key"] in secret_keys, env
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_k8s_services_use_verified_tls_and_separate_owner_and_login(service: str) -> None:
+    container = only(deployments()[service]["spec"]["template"]["spec"]["containers"])
+    env = k8s_env(container)
+    prefix = service.upper() + "_"
+    assert env[f"{prefix}DATABASE_SSLMODE"] == "verify-full"
+    assert env[f"{prefix}DATABASE_URL"].startswith(f"postgresql://egov_{service}:")
+    assert env[f"{prefix}DATABASE_OWNER_URL"].startswith(f"postgresql://egov_{service}_owner:")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env[f"{prefix}DATABASE_SSL_ROOT_CERT"].startswith(mounts["postgres-ca"] + "/")
 
 
 def test_k8s_secret_holds_only_placeholders() -> None:

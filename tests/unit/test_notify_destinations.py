@@ -118,7 +118,14 @@ async def test_localhost_must_resolve_to_loopback() -> None:
 
 
 def test_the_loopback_switch_is_refused_in_production() -> None:
-    real: dict[str, Any] = {"environment": "production", "database_url": "postgresql://notify:s3cr3t-x9@db/notify"}
+    real: dict[str, Any] = {
+        "environment": "production",
+        "database_url": "postgresql://notify:s3cr3t-x9@db/notify",
+        "database_owner_url": "postgresql://notify_owner:s3cr3t-y7@db/notify",
+        "database_sslmode": "verify-full",
+        "kafka_username": "notify",
+        "kafka_password": "s3cr3t-k4",
+    }
     assert not NotifySettings.model_validate(real).allow_loopback_callbacks
     with pytest.raises(ValueError, match="allow_loopback_callbacks"):
         NotifySettings.model_validate({**real, "allow_loopback_callbacks": True})
