@@ -24,7 +24,15 @@ from pydantic import PrivateAttr, ValidationError
 
 from runtime.kafka import stop_within
 from runtime.logs import correlated
-from runtime.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_ERRORS, HANDLER_SECONDS
+from runtime.metrics import (
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    EVENTS_CONSUMED,
+    HANDLER_ERRORS,
+    HANDLER_SECONDS,
+    Committed,
+    nothing_counted,
+)
 from runtime.outbox import OutboxRelay, Outgoing, stage
 from schemas.envelope import Envelope
 from schemas.topics import Topic
@@ -83,8 +91,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 MAX_HANDLER_ATTEMPTS = 3
 
 
-async def handle_once(pool: asyncpg.Pool, consumer: str, handler: Handler, envelope: Envelope) -> str:
-    """Inbox row, state change and outgoing events in one transaction: "handled" or "duplicate"."""
+async def handle_once(
+    pool: asyncpg.Pool, consumer: str, handler: Handler, envelope: Envelope, committed: Committed = nothing_counted
+) -> str:
+    """Inbox row, state change and outgoing events in one transaction: "handled" or "duplicate".
+    ``committed`` sees the staged events once the transaction has committed."""
     async with pool.acquire() as conn, conn.transaction():
         first_time = await conn.fetchval(
             "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
@@ -93,11 +104,15 @@ async def handle_once(pool: asyncpg.Pool, consumer: str, handler: Handler, envel
         )
         if not first_time:
             return "duplicate"
-        await stage(conn, await handler(conn, envelope))
+        outgoing = await handler(conn, envelope)
+        await stage(conn, outgoing)
+    committed(outgoing)
     return "handled"
 
 
-async def handle_batch(pool: asyncpg.Pool, consumer: str, items: Sequence[tuple[Envelope, Handler]]) -> list[str]:
+async def handle_batch(
+    pool: asyncpg.Pool, consumer: str, items: Sequence[tuple[Envelope, Handler]]
+) -> tuple[list[str], list[Outgoing]]:
     """Like ``handle_once`` for many events in one transaction; raises (and rolls back all) if any fails."""
     async with pool.acquire() as conn, conn.transaction():
         fresh = {
@@ -122,7 +137,7 @@ async def handle_batch(pool: asyncpg.Pool, consumer: str, items: Sequence[tuple[
             HANDLER_SECONDS.labels(envelope.type).observe(time.perf_counter() - started)
             outcomes.append("handled")
         await stage(conn, outgoing)  # one round trip for the whole batch's events, in order
-    return outcomes
+    return outcomes, outgoing
 
 
 Work = tuple[ConsumerRecord[Any, Any], Envelope, Handler]
@@ -144,8 +159,10 @@ class TransactionalConsumer:
         dead_letter_topic: Topic,
         relay: OutboxRelay | None = None,
         batch_size: int = 200,
+        committed: Committed = nothing_counted,
     ) -> None:
         self.name = name
+        self._committed = committed
         self._batch_size = batch_size
         self._consumer = consumer
         self._pool = pool
@@ -246,12 +263,13 @@ class TransactionalConsumer:
         for start in range(0, len(work), self._batch_size):
             chunk = work[start : start + self._batch_size]
             try:
-                outcomes = await handle_batch(self._pool, self.name, [(e, h) for _, e, h in chunk])
+                outcomes, outgoing = await handle_batch(self._pool, self.name, [(e, h) for _, e, h in chunk])
             except Exception:
                 log.info("batch failed, handling its records one by one", exc_info=True)
                 for record, envelope, handler in chunk:
                     await self._process(record, envelope, handler)
                 continue
+            self._committed(outgoing)
             for (record, envelope, _), outcome in zip(chunk, outcomes, strict=True):
                 EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
 
@@ -289,7 +307,7 @@ class TransactionalConsumer:
             delay = min(delay * 2, 5.0)
 
     async def _transact(self, handler: Handler, envelope: Envelope) -> str:
-        return await handle_once(self._pool, self.name, handler, envelope)
+        return await handle_once(self._pool, self.name, handler, envelope, self._committed)
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str) -> None:
         """Park the original bytes with why and where they came from; the stream keeps flowing."""

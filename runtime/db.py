@@ -11,11 +11,11 @@ from pathlib import Path
 
 import asyncpg
 
+from runtime.locks import AdvisoryLock
+
 log = logging.getLogger(__name__)
 
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
-# Any constant works; it serialises concurrent migrations of several instances.
-MIGRATION_LOCK = 7_316_001
 
 
 async def create_pool(
@@ -48,7 +48,7 @@ async def migrate(pool: asyncpg.Pool, *service_dirs: Path) -> list[str]:
     """Apply pending migrations, each in its own transaction; safe with several instances."""
     applied_now: list[str] = []
     async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_lock($1)", AdvisoryLock.MIGRATION)
         try:
             # Only when missing: a runtime login without CREATE may call this once the owner has migrated.
             if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
@@ -66,7 +66,7 @@ async def migrate(pool: asyncpg.Pool, *service_dirs: Path) -> list[str]:
                 applied_now.append(version)
                 log.info("migration applied", extra={"version": version})
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            await conn.execute("SELECT pg_advisory_unlock($1)", AdvisoryLock.MIGRATION)
     return applied_now
 
 
@@ -80,7 +80,7 @@ async def grant_runtime(conn: asyncpg.Connection, role: str, *, append_only: Ite
     async with conn.transaction():
         # Instances starting together would otherwise GRANT on the same tables at once, which
         # PostgreSQL refuses ("tuple concurrently updated").
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", AdvisoryLock.MIGRATION)
         await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}")
         await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
         await conn.execute(f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {quoted}")

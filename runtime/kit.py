@@ -13,11 +13,13 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from runtime.commands import CommandRunner
 from runtime.consumer import Handler, TransactionalConsumer
 from runtime.db import create_pool, grant_runtime, migrate
 from runtime.http import HttpLimits, HttpServer, ReadinessCheck, add_operational_routes, install_guards
 from runtime.kafka import consumer_group, make_consumer, make_producer
 from runtime.logs import configure_logging
+from runtime.metrics import Committed, nothing_counted
 from runtime.outbox import OutboxRelay
 from runtime.service import Lifecycle, run_until_signalled
 from runtime.settings import ServiceSettings
@@ -90,8 +92,10 @@ class ServiceKit:
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
         relay: OutboxRelay | None = None,
+        committed: Committed = nothing_counted,
     ) -> TransactionalConsumer:
-        """A consumer group ``<service>-<prefix><name>`` whose handlers run in the inbox/outbox transaction."""
+        """A consumer group ``<service>-<prefix><name>`` whose handlers run in the inbox/outbox transaction;
+        ``committed`` counts the domain metrics from the events that transaction staged."""
         group = consumer_group(self.service, self.settings.consumer_group_prefix, name)
         consumer = TransactionalConsumer(
             name=group,
@@ -108,10 +112,15 @@ class ServiceKit:
             dead_letter_producer=producer,
             dead_letter_topic=dead_letters(self.service),
             relay=relay,
+            committed=committed,
         )
         self.lifecycle.add(f"consumer-{name}", consumer.start, consumer.stop)
         self.consumers.append(consumer)
         return consumer
+
+    def commands(self, pool: asyncpg.Pool, relay: OutboxRelay, committed: Committed = nothing_counted) -> CommandRunner:
+        """The runner for the service's HTTP commands (caseworker actions, budget administration)."""
+        return CommandRunner(pool, relay, committed)
 
     def serve_http(self, app: FastAPI) -> None:
         async def consumers_running() -> bool:

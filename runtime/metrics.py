@@ -5,7 +5,15 @@ Labels carry topic, event type, route and outcome: bounded sets, never ids or pe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from schemas.envelope import Event
+
+if TYPE_CHECKING:
+    from runtime.outbox import Outgoing
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -28,3 +36,26 @@ HTTP_AUTH_THROTTLED = Counter(
 HTTP_READ_TIMEOUTS = Counter(
     "egov_http_read_timeouts_total", "Connections closed for not sending a whole request in time", ["phase"]
 )
+
+
+# Domain metrics are counted from the events a transaction staged, after it committed: a batch that fails
+# and is handled again one event at a time is counted once, and a rolled-back command not at all.
+Committed = Callable[[Sequence["Outgoing"]], None]
+
+
+def nothing_counted(_: Sequence[Outgoing]) -> None:
+    return None
+
+
+def count_committed(counters: Mapping[type[Event], Callable[[Any], None]]) -> Committed:
+    """A ``Committed`` hook that hands each committed event's payload to the counter of its type."""
+    by_wire_type = {event_class.wire_type(): (event_class, counter) for event_class, counter in counters.items()}
+
+    def counted(outgoing: Sequence[Outgoing]) -> None:
+        for out in outgoing:
+            entry = by_wire_type.get(out.envelope.type)
+            if entry:
+                event_class, counter = entry
+                counter(out.envelope.payload(event_class))
+
+    return counted

@@ -18,14 +18,12 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from runtime.locks import AdvisoryLock
 from runtime.metrics import EVENTS_PRODUCED, OUTBOX_PENDING
 from schemas.envelope import Envelope
 from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
-
-# One relay at a time per database keeps the outbox order on the topic.
-RELAY_LOCK = 7_316_002
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK):
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", AdvisoryLock.OUTBOX_RELAY):
                 return 0
             rows = await conn.fetch(
                 "SELECT id, topic, key, event_type, event_id, value FROM outbox ORDER BY id LIMIT $1",

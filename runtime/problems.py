@@ -1,8 +1,8 @@
 """RFC 9457 problem details for every HTTP error, with a machine-readable code.
 
-Raise ``Problem`` from a route; ``install_problem_handlers`` turns it, and any
-framework error, into ``application/problem+json``. Nothing a client sends may
-produce a 500.
+Raise ``Problem`` from a route, or let a domain ``Refused`` pass through;
+``install_problem_handlers`` turns it, and any framework error, into
+``application/problem+json``. Nothing a client sends may produce a 500.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from runtime.refusals import Refusal, Refused
 from schemas.events import ProblemItem
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,16 @@ class Problem(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+# The one place a domain refusal becomes an HTTP status.
+REFUSAL_STATUS = {Refusal.NOT_FOUND: 404, Refusal.CONFLICT: 409, Refusal.FORBIDDEN: 403, Refusal.INVALID: 422}
+
+
+def bearer_required(realm: str, title: str, *, invalid_token: bool = False) -> Problem:
+    """401 with the RFC 6750 challenge: no usable token, or (``invalid_token``) one that is not known."""
+    challenge = 'Bearer error="invalid_token"' if invalid_token else f'Bearer realm="{realm}"'
+    return Problem(401, "auth.required", title, headers={"WWW-Authenticate": challenge})
+
+
 _STATUS_CODES = {
     400: "request.bad",
     401: "auth.required",
@@ -73,6 +84,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response(request.url.path)
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        return Problem(REFUSAL_STATUS[exc.kind], exc.code, str(exc)).response(request.url.path)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

@@ -8,14 +8,14 @@ from datetime import datetime
 
 import asyncpg
 
+from runtime.locks import AdvisoryLock
 from services.budget.domain import QueuedApplication
 
 # Serialises decisions about the line across instances: one planner at a time sees the whole line.
-LINE_LOCK = 7_316_010
 
 
 async def lock_line(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", LINE_LOCK)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", AdvisoryLock.BUDGET_LINE)
 
 
 # --- categories and pots ---------------------------------------------------------

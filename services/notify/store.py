@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from runtime.locks import AdvisoryLock
 from services.notify.domain import Notice
 
 EMAIL = "email"
 # One claim at a time across instances, so per-destination limits hold for the whole service.
-CLAIM_LOCK = 7_316_041
 # For claims and outcomes only: a commit lost in a database crash costs one more attempt under the
 # same notice id, which receivers de-duplicate, so these transactions need not wait for the disk.
 RELAXED = "SET LOCAL synchronous_commit = off"
@@ -185,7 +185,7 @@ async def claim_due(
     instances), so a slow receiver ties up only its own notices. The lease moves the next attempt
     to its end: if the process dies mid-attempt, the notice comes due again then."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"{RELAXED}; SELECT pg_advisory_xact_lock({CLAIM_LOCK})")
+        await conn.execute(f"{RELAXED}; SELECT pg_advisory_xact_lock({int(AdvisoryLock.NOTIFY_CLAIM)})")
         return await conn.fetch(CLAIM, limit, lease, email_cap, callback_cap)  # type: ignore[no-any-return]
 
 

@@ -31,6 +31,7 @@ from standardwebhooks.webhooks import Webhook
 
 from runtime.consumer import handle_once
 from runtime.db import create_pool, migrate
+from runtime.locks import AdvisoryLock
 from runtime.kafka import KafkaAccess, make_producer
 from runtime.outbox import OutboxRelay
 from schemas import events as ev
@@ -666,10 +667,10 @@ async def test_only_registered_https_urls_are_called(notify: Notify) -> None:
         await notify.register(PORTAL, receiver.url)
         receipt = received(new_application_id())
         async with notify.pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", store.CLAIM_LOCK)  # hold delivery back meanwhile
+            await conn.execute("SELECT pg_advisory_lock($1)", AdvisoryLock.NOTIFY_CLAIM)  # hold delivery back meanwhile
             await notify.feed(receipt)  # the callback is owed: the endpoint is active
             assert await revoke_endpoint(conn, PORTAL)
-            await conn.execute("SELECT pg_advisory_unlock($1)", store.CLAIM_LOCK)
+            await conn.execute("SELECT pg_advisory_unlock($1)", AdvisoryLock.NOTIFY_CLAIM)
         callback = notice_id(receipt.id, "callback")
         await notify.wait_for("SELECT attempts >= 2 FROM notices WHERE notice_id = $1", callback)
         assert (await notify.notice(callback))["last_error"] == "no active callback endpoint for the portal"
