@@ -1,10 +1,18 @@
 # One command for each habit. Every target does its own set-up on a fresh machine.
-.PHONY: bootstrap run stop status demo test test-unit test-budget-deep check format schemas bench clean
+.PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench clean
 
 VENV := .venv/bin
 
 bootstrap:
 	@deploy/bootstrap.sh
+
+## Only the virtualenv (from requirements.lock): enough for test-unit and check.
+venv:
+	@deploy/venv.sh
+
+## Re-resolve requirements.lock from pyproject.toml (hashes for every platform).
+lock: venv
+	$(VENV)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --universal --generate-hashes -q -o requirements.lock
 
 ## Start everything (PostgreSQL, Kafka, SMTP sink, four services, Prometheus) and run the demo.
 run: bootstrap
@@ -24,26 +32,27 @@ demo:
 test: bootstrap
 	@deploy/test.sh
 
-## Unit tests only: no broker, no database.
-test-unit: bootstrap
-	@$(VENV)/pytest -m unit -q
+## Unit tests only: no broker, no database, no Debian packages; seconds.
+test-unit: venv
+	@$(VENV)/pytest -m unit -q -p no:cacheprovider
 
 ## The budget state machine with 10,000 examples instead of the default 1,000.
 test-budget-deep: bootstrap
 	@BUDGET_STATEFUL_EXAMPLES=10000 deploy/test.sh tests/integration/test_budget_state_machine.py -q
 
-check: bootstrap
+check: venv
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy .
+	$(VENV)/lint-imports
 	$(VENV)/python -m schemas.generate --check
 	$(VENV)/python -m schemas.compat
 
-format: bootstrap
+format: venv
 	$(VENV)/ruff format .
 	$(VENV)/ruff check --fix .
 
-schemas: bootstrap
+schemas: venv
 	$(VENV)/python -m schemas.generate
 
 bench: bootstrap

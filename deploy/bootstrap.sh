@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh machine, idempotently:
-# the JDK and Maven (for the Kafka broker), Prometheus, and the Python virtualenv.
+# the JDK and Maven (for the Kafka broker), PostgreSQL, Prometheus, and the Python virtualenv (venv.sh).
 #   deploy/bootstrap.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,17 +15,5 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   apt_install "${apt_packages[@]}"
 fi
 
-VENV="$REPO_DIR/.venv"
-PYTHON="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating the virtualenv in .venv"
-  "$PYTHON" -m venv "$VENV" || { apt_install python3-venv && "$PYTHON" -m venv "$VENV"; }
-fi
-stamp="$VENV/.installed-$(sha256sum "$REPO_DIR/pyproject.toml" | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  log "installing Python packages"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e "$REPO_DIR[dev]"
-  rm -f "$VENV"/.installed-* && touch "$stamp"
-fi
+"$DEPLOY_DIR/venv.sh"
 "$DEPLOY_DIR/kafka.sh" fetch

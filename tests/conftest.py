@@ -25,6 +25,30 @@ from tests.support import (
     service_database,
 )
 
+# The kind of test each folder holds; tests/security mixes kinds and says each file's own.
+FOLDER_KINDS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "perf": "perf", "ops": "ops"}
+KINDS = frozenset(FOLDER_KINDS.values())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers follow folders, so ``-m unit`` selects exactly tests/unit (and the unit tests of
+    tests/security); a test whose marker says another kind than its folder is a usage error."""
+    wrong = []
+    for item in items:
+        folder = item.path.parent.name
+        kinds = {mark.name for mark in item.iter_markers() if mark.name in KINDS}
+        expected = FOLDER_KINDS.get(folder)
+        if expected is None:
+            if len(kinds) != 1:
+                wrong.append(f"{item.nodeid}: needs exactly one of {sorted(KINDS)}, has {sorted(kinds)}")
+        elif kinds - {expected}:
+            wrong.append(f"{item.nodeid}: in tests/{folder} but marked {sorted(kinds)}")
+        else:
+            item.add_marker(expected)
+    if wrong:
+        raise pytest.UsageError("markers disagree with folders:\n" + "\n".join(wrong))
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)  # stable: order kept otherwise
+
 
 @pytest.fixture(scope="session")
 async def kafka() -> KafkaAccess:

@@ -36,7 +36,7 @@ from services.intake.settings import IntakeSettings
 from services.notify.settings import NotifySettings
 from services.review.settings import ReviewSettings
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.ops
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

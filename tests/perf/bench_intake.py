@@ -46,7 +46,7 @@ from runtime.kafka import KafkaAccess
 from tests.conftest import issue_portal_token
 from tests.support import REPO, SERVICE_PORTS, TEST_SLOT, fresh_database, sample_application, service_kafka_env
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.perf
 
 LEVELS = (1, 8, 32, 64)
 ROUNDS = 3

@@ -47,7 +47,7 @@ from tests.e2e.test_notify_restart import move_group_to_end
 from tests.integration.test_notify_delivery import free_port, received
 from tests.support import REPO, TEST_SLOT, fresh_database, service_kafka_env
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.perf
 
 N = 1_000
 ROUNDS = 3

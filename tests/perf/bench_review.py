@@ -53,7 +53,7 @@ from services.review.handlers import automatic_review, case_flags, routes
 from services.review.replay import Measure
 from tests.support import TEST_SLOT, fresh_database, sample_application
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.perf
 
 N = 2_000
 RULES = load_rules()

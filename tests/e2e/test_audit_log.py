@@ -37,7 +37,8 @@ from tests.support import (
     sample_application,
 )
 
-pytestmark = pytest.mark.e2e  # it runs the four service processes
+# It runs the four service processes, and audits the log every other test left: it runs last.
+pytestmark = [pytest.mark.e2e, pytest.mark.after_all]
 
 SMALL_YEAR = 2083  # a year no other test opens: its pot and line are this test's alone
 GRANT = 9_600_000
