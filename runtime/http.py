@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from runtime.http_protocol import deadline_protocol
 from runtime.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from runtime.settings import ServiceSettings
 from runtime.throttle import FailureThrottle
+
+log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -79,6 +82,8 @@ async def _safe(check: ReadinessCheck) -> bool:
     try:
         return await asyncio.wait_for(check(), timeout=2.0)
     except Exception:
+        # Whatever the check raised (a dead pool, a broker timeout), the answer is "not ready".
+        log.warning("readiness check failed", extra={"check": getattr(check, "__name__", "?")}, exc_info=True)
         return False
 
 

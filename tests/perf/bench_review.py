@@ -236,7 +236,7 @@ class BatchHandlingConsumer(TransactionalConsumer):
                         fresh.discard(envelope.id)
                         first_copies.append(envelope)
                 await stage(conn, await self.batch_handler(conn, first_copies))
-        except Exception:
+        except Exception:  # noqa: BLE001 - as runtime.consumer: any failure falls back to one by one
             await super()._process_batch(records)
 
 
