@@ -20,7 +20,7 @@ import pytest
 from audit.budget import budget_report
 from audit.reader import read_log
 from audit.timeline import timeline
-from audit.verify import verify
+from audit.verify import unreadable_records, verify
 from runtime.kafka import KafkaAccess
 from schemas.envelope import Envelope
 from schemas.events import ApplicationWaitlisted
@@ -111,7 +111,9 @@ async def test_verify_passes_on_the_log_of_a_real_pipeline_run(
 
     async with asyncio.timeout(60):
         log = await read_log(kafka)
-    assert log.unreadable == []
+    # Garbage a portal (or the security tests, playing one) put on the submissions topic is portal input
+    # that intake dead-lettered, not a broken guarantee; anything unreadable elsewhere is.
+    assert unreadable_records(log.unreadable) == []
     report = verify(log.envelopes)
 
     ours = set(apps.values())
