@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncpg
 
 from runtime.kit import ServiceKit
 from schemas.rules import load_rules
-from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, NOTIFICATIONS, REVIEWS, SUBMISSIONS
 from services.intake.api import Intake, build_api
 from services.intake.auth import Portals
 from services.intake.handlers import STATUS_ROUTES, ingress_routes
 from services.intake.publisher import BoundedPublisher
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
+from services.intake.topology import MIGRATIONS, STATUS_TOPICS, SUBMISSION_TOPICS
 from services.intake.withdrawals import Withdrawals
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-# Every topic that carries an event about an application: the status view is built from them alone.
-STATUS_TOPICS = [APPLICATIONS, REVIEWS, BUDGET, DECISIONS, NOTIFICATIONS]
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -55,7 +49,7 @@ async def main() -> None:
     kit.lifecycle.add("kafka-api-producer", publisher.start, publisher.stop)
     submissions = Submissions(pool, publisher, rules, settings)
     ingress = ingress_routes(rules, submissions.quota, settings.submission_signature_tolerance_seconds)
-    kit.consume("submissions", [SUBMISSIONS], ingress, pool=pool, producer=producer, relay=relay)
+    kit.consume("submissions", SUBMISSION_TOPICS, ingress, pool=pool, producer=producer, relay=relay)
     kit.consume(settings.status_view, STATUS_TOPICS, STATUS_ROUTES, pool=pool, producer=producer)
     withdrawals = Withdrawals(pool, publisher, submissions.patience)
     kit.serve_http(build_api(Intake(pool, Portals(pool, settings), submissions, withdrawals, settings)))
