@@ -9,6 +9,7 @@ from schemas.rules import load_rules
 from services.intake.api import Intake, build_api
 from services.intake.auth import Portals
 from services.intake.handlers import STATUS_ROUTES, ingress_routes
+from services.intake.metrics import KAFKA_INGRESS_COMMITTED
 from services.intake.publisher import BoundedPublisher
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
@@ -49,7 +50,16 @@ async def main() -> None:
     kit.lifecycle.add("kafka-api-producer", publisher.start, publisher.stop)
     submissions = Submissions(pool, publisher, rules, settings)
     ingress = ingress_routes(rules, submissions.quota, settings.submission_signature_tolerance_seconds)
-    kit.consume("submissions", SUBMISSION_TOPICS, ingress, pool=pool, producer=producer, relay=relay)
+    # Received and rejected submissions are counted once their transaction committed, not in the handler.
+    kit.consume(
+        "submissions",
+        SUBMISSION_TOPICS,
+        ingress,
+        pool=pool,
+        producer=producer,
+        relay=relay,
+        committed=KAFKA_INGRESS_COMMITTED,
+    )
     kit.consume(settings.status_view, STATUS_TOPICS, STATUS_ROUTES, pool=pool, producer=producer)
     withdrawals = Withdrawals(pool, publisher, submissions.patience)
     kit.serve_http(build_api(Intake(pool, Portals(pool, settings), submissions, withdrawals, settings)))

@@ -26,7 +26,7 @@ from services.intake import store
 from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
 from services.intake.batching import Grouped
 from services.intake.domain import application_id, validate_application
-from services.intake.metrics import APPLICATIONS_RECEIVED
+from services.intake.metrics import count_received
 from services.intake.policy import FINAL_RANK, PortalAccess, fiscal_years
 from services.intake.publisher import BoundedPublisher, BrokerUnavailable
 from services.intake.settings import IntakeSettings
@@ -171,7 +171,7 @@ class Submissions:
             raise broker_unavailable("submission") from err
         receipt = self.receipt(app_id, received_at, event.category_open)
         await self.record(store.Accepted(store.StatusRow.of(event), key, receipt))
-        APPLICATIONS_RECEIVED.labels(application.project.category).inc()
+        count_received(event)  # after the record: acknowledged and written, as the consumer counts
         return receipt
 
     async def await_original(self, portal: PortalAccess, key: str, application: FundingApplication) -> dict[str, Any]:

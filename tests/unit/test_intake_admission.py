@@ -11,13 +11,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
+from runtime.outbox import Outgoing
 from runtime.problems import Problem
 from schemas.application import FundingApplication
-from schemas.events import SubmitApplication
+from schemas.envelope import Envelope
+from schemas.events import ApplicationReceived, ApplicationRejected, SubmitApplication
+from schemas.topics import APPLICATIONS
 from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
 from services.intake.domain import validate_application
 from services.intake.ingress import ID_REUSED, Admit, Duplicate, Refuse, SubmissionFacts, Unproven, body_digest, decide
+from services.intake.metrics import KAFKA_INGRESS_COMMITTED
 from services.intake.policy import PortalAccess, quota_problem
 from services.intake.submission import refusal_problem, screen
 from tests.unit import factories as f
@@ -26,6 +31,8 @@ pytestmark = pytest.mark.unit
 
 RULES = f.rules()
 CAP = 3
+REFUSED = "egov_intake_submissions_refused_total"
+RECEIVED = "egov_applications_received_total"
 LEAD = f.LEAD_AGS  # 16051000
 ANY_APPLICANT = PortalAccess("portal-a", rate_per_second=10, burst=10)
 CONFINED = PortalAccess("portal-b", rate_per_second=10, burst=10, ags_prefixes=("16066",))
@@ -185,3 +192,34 @@ def test_the_received_event_carries_the_submission_id_only_when_there_is_one() -
     assert (over_http.submission_id, over_kafka.submission_id) == (None, "sub-1")
     assert over_http.category_open is over_kafka.category_open is True
     assert over_http.model_dump(exclude={"submission_id"}) == over_kafka.model_dump(exclude={"submission_id"})
+
+
+# --- metrics, from what the ingress committed ---------------------------------------------------
+
+
+def test_the_ingress_hook_counts_committed_rejections_under_kafka_and_receipts_by_category() -> None:
+    def refused(code: str) -> float:
+        return REGISTRY.get_sample_value(REFUSED, {"channel": "kafka", "code": code}) or 0.0
+
+    def received_in(category: str) -> float:
+        return REGISTRY.get_sample_value(RECEIVED, {"category": category}) or 0.0
+
+    app = f.funding_application()
+    event = received(
+        app,
+        application_id="TH-EGOV-2027-000002",
+        portal_id="p",
+        received_at=f.RECEIVED_AT,
+        rules=RULES,
+        submission_id="s",
+    )
+    one = ApplicationRejected(portal_id="p", submission_id="s", errors=[ID_REUSED])
+    several = ApplicationRejected(portal_id="p", submission_id="s", errors=[ID_REUSED, quota_problem(2091, CAP)])
+    before = refused(ID_REUSED.code), refused("application.invalid"), received_in(app.project.category)
+    KAFKA_INGRESS_COMMITTED([outgoing(one), outgoing(several), outgoing(event)])
+    after = refused(ID_REUSED.code), refused("application.invalid"), received_in(app.project.category)
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1.0, 1.0, 1.0]
+
+
+def outgoing(event: ApplicationRejected | ApplicationReceived) -> Outgoing:
+    return Outgoing(APPLICATIONS, "key", Envelope.wrap(event, source="/test", subject="key"))
