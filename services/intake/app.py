@@ -17,31 +17,19 @@ from services.intake.topology import MIGRATIONS, STATUS_TOPICS, SUBMISSION_TOPIC
 from services.intake.withdrawals import Withdrawals
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """Intake's statements leave no session state behind (no LISTEN, cursors, SET or session
     locks; its advisory locks end with their transaction, and asyncpg still rolls back an open one),
     so a connection goes back to the pool without asyncpg's reset query: one round trip less for
     every statement the API runs and every transaction the consumers commit."""
 
 
-async def session_free_pool(settings: IntakeSettings) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
-        settings.dsn,
-        min_size=2,
-        max_size=settings.database_pool_size,
-        command_timeout=30,
-        reset=_keep_session,
-        ssl=settings.database_tls(),
-    )
-
-
 async def main() -> None:
     settings = IntakeSettings()
     rules = load_rules(settings.rules_file)
     kit = ServiceKit("intake", settings)
-    await kit.database(MIGRATIONS, max_size=2)  # waits for the database, migrates it, backs the readiness check
-    pool = await session_free_pool(settings)
-    kit.lifecycle.add("intake-database", _noop, pool.close)
+    # One pool for the API, the consumers and the relay; /ready checks this same pool.
+    pool = await kit.database(MIGRATIONS, max_size=settings.database_pool_size, reset=keep_session)
     # The outbox relay and dead letters: retried until the broker takes them.
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
@@ -64,7 +52,3 @@ async def main() -> None:
     withdrawals = Withdrawals(pool, publisher, submissions.patience)
     kit.serve_http(build_api(Intake(pool, Portals(pool, settings), submissions, withdrawals, settings)))
     await kit.run()
-
-
-async def _noop() -> None:
-    return None
