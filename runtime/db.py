@@ -6,7 +6,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import asyncpg
@@ -25,13 +25,17 @@ async def create_pool(
     max_size: int = 10,
     wait_seconds: float = 30.0,
     ssl: ssl.SSLContext | str | bool = False,
+    reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
     """Connect, retrying while the database is still starting. ``ssl`` comes from
-    ``ServiceSettings.database_tls()``; it overrides any ``sslmode`` in the DSN."""
+    ``ServiceSettings.database_tls()``; it overrides any ``sslmode`` in the DSN. ``reset`` replaces
+    asyncpg's reset of a released connection (None: asyncpg's own)."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30, ssl=ssl)
+            return await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=30, ssl=ssl, reset=reset
+            )
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError):
             if time.monotonic() > deadline:
                 raise

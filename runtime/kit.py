@@ -6,7 +6,7 @@ needs, adds its own routes, and calls ``run()``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -39,13 +39,19 @@ class ServiceKit:
         return f"{self.service}-{role}-{self.settings.instance_id}"
 
     async def database(
-        self, migrations: Path | None, *, max_size: int = 10, append_only: tuple[str, ...] = ()
+        self,
+        migrations: Path | None,
+        *,
+        max_size: int = 10,
+        append_only: tuple[str, ...] = (),
+        reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     ) -> asyncpg.Pool:
         """The runtime login's pool, after migrating. With ``database_owner_url`` the owner role
         migrates and then grants the runtime login its rights (``append_only`` tables: read and
-        insert only); without it the runtime login migrates and owns the tables (development)."""
+        insert only); without it the runtime login migrates and owns the tables (development).
+        ``reset``: see ``runtime.db.create_pool``."""
         tls = self.settings.database_tls()
-        pool = await create_pool(self.settings.dsn, max_size=max_size, ssl=tls)
+        pool = await create_pool(self.settings.dsn, max_size=max_size, ssl=tls, reset=reset)
         directories = [migrations] if migrations else []
         if self.settings.owner_dsn is None:
             await migrate(pool, *directories)

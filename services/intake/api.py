@@ -25,7 +25,7 @@ from schemas.events import ProblemItem
 from services.intake import store
 from services.intake.auth import Portals
 from services.intake.domain import pointer
-from services.intake.metrics import SUBMISSIONS_REFUSED
+from services.intake.metrics import count_refused
 from services.intake.models import (
     ApplicationPage,
     ApplicationState,
@@ -192,7 +192,7 @@ def build_api(intake: Intake) -> FastAPI:
             body = await read_body(request, intake.settings.max_body_bytes)
             receipt = await intake.submissions.submit(portal, body, idempotency_key)
         except Problem as problem:
-            SUBMISSIONS_REFUSED.labels("http", problem.code).inc()
+            count_refused("http", problem.code)
             raise
         # Sorted keys: a replayed answer (read back from jsonb) is byte for byte the original one.
         content = json.dumps(receipt, sort_keys=True, separators=(",", ":"))

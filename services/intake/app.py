@@ -2,51 +2,34 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncpg
 
 from runtime.kit import ServiceKit
 from schemas.rules import load_rules
-from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, NOTIFICATIONS, REVIEWS, SUBMISSIONS
 from services.intake.api import Intake, build_api
 from services.intake.auth import Portals
 from services.intake.handlers import STATUS_ROUTES, ingress_routes
+from services.intake.metrics import KAFKA_INGRESS_COMMITTED
 from services.intake.publisher import BoundedPublisher
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
+from services.intake.topology import MIGRATIONS, STATUS_TOPICS, SUBMISSION_TOPICS
 from services.intake.withdrawals import Withdrawals
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-# Every topic that carries an event about an application: the status view is built from them alone.
-STATUS_TOPICS = [APPLICATIONS, REVIEWS, BUDGET, DECISIONS, NOTIFICATIONS]
 
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """Intake's statements leave no session state behind (no LISTEN, cursors, SET or session
     locks; its advisory locks end with their transaction, and asyncpg still rolls back an open one),
     so a connection goes back to the pool without asyncpg's reset query: one round trip less for
     every statement the API runs and every transaction the consumers commit."""
 
 
-async def session_free_pool(settings: IntakeSettings) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
-        settings.dsn,
-        min_size=2,
-        max_size=settings.database_pool_size,
-        command_timeout=30,
-        reset=_keep_session,
-        ssl=settings.database_tls(),
-    )
-
-
 async def main() -> None:
     settings = IntakeSettings()
     rules = load_rules(settings.rules_file)
     kit = ServiceKit("intake", settings)
-    await kit.database(MIGRATIONS, max_size=2)  # waits for the database, migrates it, backs the readiness check
-    pool = await session_free_pool(settings)
-    kit.lifecycle.add("intake-database", _noop, pool.close)
+    # One pool for the API, the consumers and the relay; /ready checks this same pool.
+    pool = await kit.database(MIGRATIONS, max_size=settings.database_pool_size, reset=keep_session)
     # The outbox relay and dead letters: retried until the broker takes them.
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
@@ -55,12 +38,17 @@ async def main() -> None:
     kit.lifecycle.add("kafka-api-producer", publisher.start, publisher.stop)
     submissions = Submissions(pool, publisher, rules, settings)
     ingress = ingress_routes(rules, submissions.quota, settings.submission_signature_tolerance_seconds)
-    kit.consume("submissions", [SUBMISSIONS], ingress, pool=pool, producer=producer, relay=relay)
+    # Received and rejected submissions are counted once their transaction committed, not in the handler.
+    kit.consume(
+        "submissions",
+        SUBMISSION_TOPICS,
+        ingress,
+        pool=pool,
+        producer=producer,
+        relay=relay,
+        committed=KAFKA_INGRESS_COMMITTED,
+    )
     kit.consume(settings.status_view, STATUS_TOPICS, STATUS_ROUTES, pool=pool, producer=producer)
     withdrawals = Withdrawals(pool, publisher, submissions.patience)
     kit.serve_http(build_api(Intake(pool, Portals(pool, settings), submissions, withdrawals, settings)))
     await kit.run()
-
-
-async def _noop() -> None:
-    return None

@@ -6,8 +6,6 @@ Routing is data: ``ingress_routes`` and ``STATUS_ROUTES`` say what intake reacts
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +22,10 @@ from schemas.events import ProblemItem
 from schemas.rules import Rules
 from schemas.topics import APPLICATIONS
 from services.intake import store
+from services.intake.admission import FullYear, received
 from services.intake.domain import application_id, validate_application
-from services.intake.metrics import APPLICATIONS_RECEIVED, SUBMISSIONS_REFUSED
-from services.intake.policy import fiscal_years, quota_problem, scope_problem, unstorable_text
+from services.intake.ingress import Duplicate, Refuse, SubmissionFacts, Unproven, body_digest, decide
+from services.intake.policy import fiscal_years
 from services.intake.provenance import authenticate, claimed_portal
 from services.intake.submission import SOURCE
 
@@ -37,33 +36,20 @@ UNAUTHENTICATED = ProblemItem(
     pointer="/portal_id",
     detail="the record carries no valid, current signature by a signing key of the portal it names",
 )
-ID_REUSED = ProblemItem(
-    code="submission.id_reused",
-    pointer="/submission_id",
-    detail="this submission_id was already used by this portal for another application",
-)
 MAX_ID_LENGTH = 200
-
-
-def body_digest(application: dict[str, object]) -> bytes:
-    """The same application always hashes the same, however the portal ordered its keys."""
-    canonical = json.dumps(application, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).digest()
 
 
 def rejected(
     cause: Envelope, portal_id: str, submission_id: str, errors: list[ProblemItem], actor: str | None
 ) -> list[Outgoing]:
     """Every error at once, keyed by the submission (there is no application)."""
-    code = errors[0].code if len(errors) == 1 else "application.invalid"
-    SUBMISSIONS_REFUSED.labels("kafka", code).inc()
     event = ev.ApplicationRejected(portal_id=portal_id, submission_id=submission_id, errors=errors)
     envelope = Envelope.wrap(event, source=SOURCE, subject=submission_id, cause=cause, actor=actor)
     return [Outgoing(APPLICATIONS, submission_id, envelope)]
 
 
-def refused(cause: Envelope, command: ev.SubmitApplication, errors: list[ProblemItem]) -> list[Outgoing]:
-    return rejected(cause, command.portal_id, command.submission_id, errors, f"portal:{command.portal_id}")
+def refused(cause: Envelope, command: ev.SubmitApplication, errors: Sequence[ProblemItem]) -> list[Outgoing]:
+    return rejected(cause, command.portal_id, command.submission_id, list(errors), f"portal:{command.portal_id}")
 
 
 def unauthenticated(cause: Envelope) -> list[Outgoing]:
@@ -78,69 +64,71 @@ def unauthenticated(cause: Envelope) -> list[Outgoing]:
 async def on_submission(
     conn: asyncpg.Connection, envelope: Envelope, rules: Rules, quota: store.Quota, tolerance_seconds: float
 ) -> Sequence[Outgoing]:
+    facts = await submission_facts(conn, envelope, rules, quota, tolerance_seconds)
+    decision = decide(facts)
+    if isinstance(decision, Unproven) or facts is None:
+        return unauthenticated(envelope)
+    if isinstance(decision, Duplicate):
+        return ()
+    if isinstance(decision, Refuse):
+        return refused(envelope, facts.command, decision.problems)
+    return await receive(conn, envelope, facts, decision.application, rules)
+
+
+async def submission_facts(
+    conn: asyncpg.Connection, envelope: Envelope, rules: Rules, quota: store.Quota, tolerance_seconds: float
+) -> SubmissionFacts | None:
+    """What ``ingress.decide`` needs; None when the record is not proven to come from its portal."""
     # First, before any claim in the payload is read or acted on: did the portal it names write it?
     if await authenticate(conn, envelope, tolerance_seconds) is not Verdict.VALID:
-        return unauthenticated(envelope)
+        return None
     command = envelope.payload(ev.SubmitApplication)
     portal = await store.portal_by_id(conn, command.portal_id)
     if portal is None or command.portal_id != claimed_portal(envelope):
-        return unauthenticated(envelope)  # the keys came with the portal; this only guards against drift
+        return None  # the keys came with the portal; this only guards against drift
+    prefixes = portal["ags_prefixes"]
+    scope = tuple(prefixes) if prefixes is not None else None
     digest = body_digest(command.application)
     earlier = await store.submission(conn, command.portal_id, command.submission_id)
-    if earlier is not None:
-        # The same submission published again: its application exists, nothing more to do.
-        return () if bytes(earlier["body_sha256"]) == digest else refused(envelope, command, [ID_REUSED])
-    application = validate_application(command.application, rules)
-    if isinstance(application, list):
-        return refused(envelope, command, application)
-    problems = await admission_problems(conn, portal, application, quota)
-    if problems:
-        return refused(envelope, command, problems)
-    return await receive(conn, envelope, command, application, digest, rules)
+    if earlier is not None:  # seen before: the decision compares the bodies and looks at nothing else
+        return SubmissionFacts(command, scope, digest, bytes(earlier["body_sha256"]))
+    parsed = validate_application(command.application, rules)
+    return SubmissionFacts(command, scope, digest, None, parsed, await quota_fact(conn, parsed, quota))
 
 
-async def admission_problems(
-    conn: asyncpg.Connection, portal: asyncpg.Record, application: FundingApplication, quota: store.Quota
-) -> list[ProblemItem]:
-    """The checks after validation, as over HTTP: storable text, the portal's scope, the applicant's quota."""
-    prefixes = portal["ags_prefixes"]
-    refused = unstorable_text(application) or [
-        p for p in [scope_problem(tuple(prefixes) if prefixes is not None else None, application)] if p
-    ]
-    if refused:
-        return refused
-    full = await store.full_year(conn, application.applicant.ags, fiscal_years(application), quota)
-    return [quota_problem(full, quota.cap)] if full else []
+async def quota_fact(
+    conn: asyncpg.Connection, parsed: FundingApplication | list[ProblemItem], quota: store.Quota
+) -> FullYear | None:
+    """Asked of every application that parsed, even one the scope will refuse: one query more on a
+    path that refuses anyway, and the facts stay whole, so the decision alone orders the checks."""
+    if isinstance(parsed, list):
+        return None
+    year = await store.full_year(conn, parsed.applicant.ags, fiscal_years(parsed), quota)
+    return FullYear(year, quota.cap) if year is not None else None
 
 
 async def receive(
-    conn: asyncpg.Connection,
-    cause: Envelope,
-    command: ev.SubmitApplication,
-    application: FundingApplication,
-    digest: bytes,
-    rules: Rules,
+    conn: asyncpg.Connection, cause: Envelope, facts: SubmissionFacts, application: FundingApplication, rules: Rules
 ) -> list[Outgoing]:
     """Number the application, remember the submission, show the status, stage application.received."""
+    command = facts.command
     received_at = datetime.now(UTC)
     [number] = await store.application_numbers(conn, 1)
-    category = rules.category(application.project.category)
-    received = ev.ApplicationReceived(
+    event = received(
+        application,
         application_id=application_id(received_at, number),
         portal_id=command.portal_id,
         received_at=received_at,
-        category_open=bool(category and category.open),
-        application=application,
+        rules=rules,
         submission_id=command.submission_id,
     )
     out = Envelope.wrap(
-        received, source=SOURCE, subject=received.application_id, cause=cause, actor=f"portal:{command.portal_id}"
+        event, source=SOURCE, subject=event.application_id, cause=cause, actor=f"portal:{command.portal_id}"
     )
     await store.record_submission(
-        conn, command.portal_id, command.submission_id, digest, store.StatusRow.of(received), out.id
+        conn, command.portal_id, command.submission_id, facts.digest, store.StatusRow.of(event), out.id
     )
-    APPLICATIONS_RECEIVED.labels(application.project.category).inc()
-    return [Outgoing(APPLICATIONS, received.application_id, out)]
+    return [Outgoing(APPLICATIONS, event.application_id, out)]
 
 
 def ingress_routes(rules: Rules, quota: store.Quota, tolerance_seconds: float) -> dict[str, Handler]:

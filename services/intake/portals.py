@@ -28,8 +28,8 @@ import asyncpg
 from runtime.credentials import new_token, token_digest
 from runtime.db import create_pool, migrate
 from runtime.record_signatures import decode_secret, new_secret
-from services.intake.app import MIGRATIONS
 from services.intake.settings import IntakeSettings
+from services.intake.topology import MIGRATIONS
 
 DEFAULT_OVERLAP = timedelta(days=7)
 

@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from runtime.db import create_pool
 from runtime.kafka import KafkaAccess, consumer_group, make_admin
 from schemas.topics import Topic
-from services.intake.app import STATUS_TOPICS
 from services.intake.settings import IntakeSettings
+from services.intake.topology import STATUS_TOPICS
 
 
 async def partitions_of(kafka: KafkaAccess, topics: list[Topic]) -> list[TopicPartition]:

@@ -20,21 +20,14 @@ import asyncpg
 from runtime.problems import Problem
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
-from schemas.events import ApplicationReceived
 from schemas.rules import Rules
 from schemas.topics import APPLICATIONS
 from services.intake import store
+from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
 from services.intake.batching import Grouped
 from services.intake.domain import application_id, validate_application
-from services.intake.metrics import APPLICATIONS_RECEIVED
-from services.intake.policy import (
-    FINAL_RANK,
-    PortalAccess,
-    fiscal_years,
-    quota_problem,
-    scope_problem,
-    unstorable_text,
-)
+from services.intake.metrics import count_received
+from services.intake.policy import FINAL_RANK, PortalAccess, fiscal_years
 from services.intake.publisher import BoundedPublisher, BrokerUnavailable
 from services.intake.settings import IntakeSettings
 
@@ -51,6 +44,32 @@ def broker_unavailable(what: str) -> Problem:
         f"The {what} could not be queued; retry later",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
+
+
+def refusal_problem(refusal: NotAdmitted) -> Problem:
+    """How the HTTP API answers each admission check (the Kafka ingress answers all of them alike)."""
+    errors = refusal.problems
+    if refusal.check is Check.CONTRACT:
+        return Problem(
+            422, "application.invalid", "The application is invalid", f"{len(errors)} problem(s) found", errors=errors
+        )
+    if refusal.check is Check.STORABLE_TEXT:
+        return Problem(422, "application.invalid", "The application is invalid", errors=errors)
+    if refusal.check is Check.SCOPE:
+        return Problem(403, errors[0].code, "Not permitted for this applicant", errors=errors)
+    return Problem(409, errors[0].code, "Too many open applications", errors[0].detail, errors=errors)
+
+
+def screen(body: bytes, rules: Rules, portal: PortalAccess) -> FundingApplication:
+    """The application if it passes every check but the quota, else the Problem to answer.
+
+    The quota is asked with no full year here: over HTTP it is checked in the claim, in the same
+    statement that takes the applicant's slot, so two requests cannot both take the last one.
+    """
+    admitted = admit(validate_application(body, rules), portal.ags_prefixes, full_year=None)
+    if isinstance(admitted, NotAdmitted):
+        raise refusal_problem(admitted)
+    return admitted
 
 
 class ApplicationNumbers:
@@ -93,7 +112,7 @@ class Submissions:
         """The receipt for a valid submission, or a Problem."""
         # The receipt time is taken on acceptance, before queueing: first come, first served builds on it.
         received_at = datetime.now(UTC)
-        application = self.valid(portal, body)
+        application = screen(body, self.rules, portal)
         app_id = application_id(received_at, await self.numbers.next())
         event_id = str(uuid.uuid4())
         digest = hashlib.sha256(body).digest()
@@ -110,31 +129,15 @@ class Submissions:
             )
         )
         if claim["outcome"] == "cap_exceeded":
-            problem = quota_problem(claim["full_year"], self.quota.cap)
-            raise Problem(409, problem.code, "Too many open applications", problem.detail, errors=[problem])
+            # The same rule again, now with the fact the claim found: the year that is full.
+            over_quota = admit(application, portal.ags_prefixes, FullYear(claim["full_year"], self.quota.cap))
+            assert isinstance(over_quota, NotAdmitted), "a full year always refuses"
+            raise refusal_problem(over_quota)
         if claim["outcome"] == "existing":
             if bytes(claim["body_sha256"]) != digest:
                 raise Problem(409, "idempotency.key_reused", "This Idempotency-Key was used with another body")
             return await self.await_original(portal, key or "", application)
         return await self.publish(portal, application, app_id, event_id, received_at, key)
-
-    def valid(self, portal: PortalAccess, body: bytes) -> FundingApplication:
-        result = validate_application(body, self.rules)
-        if not isinstance(result, FundingApplication):
-            raise Problem(
-                422,
-                "application.invalid",
-                "The application is invalid",
-                f"{len(result)} problem(s) found",
-                errors=result,
-            )
-        unstorable = unstorable_text(result)
-        if unstorable:
-            raise Problem(422, "application.invalid", "The application is invalid", errors=unstorable)
-        out_of_scope = scope_problem(portal.ags_prefixes, result)
-        if out_of_scope:
-            raise Problem(403, out_of_scope.code, "Not permitted for this applicant", errors=[out_of_scope])
-        return result
 
     async def publish(
         self,
@@ -146,14 +149,13 @@ class Submissions:
         key: str | None,
     ) -> dict[str, Any]:
         """Publish and wait for acks=all; the same ids on a retry make the same event."""
-        category = self.rules.category(application.project.category)
-        category_open = bool(category and category.open)
-        event = ApplicationReceived(
+        event = received(
+            application,
             application_id=app_id,
             portal_id=portal.portal_id,
             received_at=received_at,
-            category_open=category_open,
-            application=application,
+            rules=self.rules,
+            submission_id=None,  # an HTTP submission has an Idempotency-Key at most, no submission id
         )
         envelope = Envelope.wrap(
             event,
@@ -167,9 +169,9 @@ class Submissions:
             await self.publisher.publish(APPLICATIONS, app_id, envelope)
         except BrokerUnavailable as err:
             raise broker_unavailable("submission") from err
-        receipt = self.receipt(app_id, received_at, category_open)
+        receipt = self.receipt(app_id, received_at, event.category_open)
         await self.record(store.Accepted(store.StatusRow.of(event), key, receipt))
-        APPLICATIONS_RECEIVED.labels(application.project.category).inc()
+        count_received(event)  # after the record: acknowledged and written, as the consumer counts
         return receipt
 
     async def await_original(self, portal: PortalAccess, key: str, application: FundingApplication) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from schemas.topics import (
     SERVICES,
     SUBMISSIONS,
 )
-from services.intake.app import STATUS_TOPICS
+from services.intake.topology import STATUS_TOPICS
 
 pytestmark = pytest.mark.unit
 
