@@ -55,11 +55,8 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay, settings: BudgetSettings, 
     Admin = Annotated[str, Depends(administrator)]
 
     async def run(command: Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]) -> None:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await stage(conn, await command(conn))
-        except admin.Refused as refused:
-            raise Problem(refused.status, refused.code, str(refused)) from refused
+        async with pool.acquire() as conn, conn.transaction():
+            await stage(conn, await command(conn))
         relay.wake()
 
     @app.post("/v1/fiscal-years", status_code=201, summary="Open a fiscal year's pot")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from runtime.refusals import Refused
 from schemas.events import (
     ApplicationDecided,
     ApplicationWaitlisted,
@@ -176,7 +177,7 @@ async def test_raising_the_pot_serves_the_line_and_lowering_stops_at_what_is_hel
     await open_year(pool, 2027, 100)
     await deliver(pool, reviewed(1, 100), NOW)
     await deliver(pool, reviewed(2, 100), NOW)
-    with pytest.raises(admin.Refused) as refused:
+    with pytest.raises(Refused) as refused:
         async with pool.acquire() as conn, conn.transaction():
             await admin.adjust_pot(conn, 2027, 99, "admin:test", NOW)
     assert refused.value.code == "pot.below_commitments"
