@@ -41,5 +41,5 @@ async def main() -> None:
     kit.consume("line", [REVIEWS, APPLICATIONS], routes(line), pool=pool, producer=producer, relay=relay)
     server = LineServer(pool, relay, line, settings.line_interval_seconds)
     kit.lifecycle.add("line-server", server.start, server.stop)
-    kit.serve_http(build_api(pool, relay, settings, line))
+    kit.serve_http(build_api(pool, kit.commands(pool, relay), settings, line))
     await kit.run()
