@@ -21,7 +21,7 @@ from schemas.events import (
 )
 from schemas.topics import BUDGET_ADMIN
 from services.budget import store
-from services.budget.handlers import SOURCE, LineSettings, commit_due, decide, serve_line
+from services.budget.line import SOURCE, LineSettings, commit_due, decide, serve_line
 
 
 def admin_event(event: Event, key: str, actor: str) -> tuple[Envelope, Outgoing]:

@@ -14,7 +14,7 @@ from runtime.credentials import bearer_token
 from runtime.outbox import Outgoing
 from runtime.problems import bearer_required, install_problem_handlers
 from services.budget import admin, store
-from services.budget.handlers import LineSettings
+from services.budget.line import LineSettings
 from services.budget.settings import BudgetSettings
 
 Cents = Annotated[int, Field(strict=True, ge=0, le=10**13)]

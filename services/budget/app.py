@@ -10,7 +10,8 @@ from schemas.rules import load_rules
 from schemas.topics import APPLICATIONS, REVIEWS
 from services.budget import store
 from services.budget.api import build_api
-from services.budget.handlers import LineSettings, routes
+from services.budget.handlers import routes
+from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from services.budget.settings import BudgetSettings
 

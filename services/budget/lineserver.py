@@ -17,7 +17,7 @@ import asyncpg
 
 from runtime.outbox import OutboxRelay, stage
 from services.budget import metrics, store
-from services.budget.handlers import LineSettings, commit_due, serve_line
+from services.budget.line import LineSettings, commit_due, serve_line
 
 log = logging.getLogger(__name__)
 GAUGE_INTERVAL_SECONDS = 1.0

@@ -19,7 +19,7 @@ from schemas.events import (
     WaitlistReason,
 )
 from services.budget import admin
-from services.budget.handlers import LineSettings
+from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from tests.integration.budget_support import (
     app_id,

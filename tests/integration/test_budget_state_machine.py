@@ -23,7 +23,7 @@ from schemas.envelope import Envelope
 from schemas.events import ReviewOutcome
 from services.budget import admin, store
 from services.budget.domain import plan_service
-from services.budget.handlers import LineSettings, commit_due
+from services.budget.line import LineSettings, commit_due
 from tests.integration.budget_support import MIGRATIONS, assert_invariants, deliver, reset, reviewed, withdrawn
 from tests.support import TEST_SLOT, fresh_database, required_env
 
