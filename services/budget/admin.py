@@ -11,7 +11,6 @@ from runtime.outbox import Outgoing
 from runtime.refusals import Refusal, Refused
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import (
-    ApplicationDecided,
     CategoryPaused,
     CategoryResumed,
     Decision,
@@ -21,6 +20,7 @@ from schemas.events import (
 )
 from schemas.topics import BUDGET_ADMIN
 from services.budget import store
+from services.budget.domain import final_decision
 from services.budget.line import SOURCE, LineSettings, commit_due, decide, serve_line
 
 
@@ -97,11 +97,9 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
             await store.move_funding(conn, app.application_id, funding)
             continue
         await store.set_line_status(conn, app.application_id, "rejected")
-        rejected = ApplicationDecided(
-            application_id=app.application_id,
-            decision=Decision.REJECTED,
-            amount_cents=0,
-            funding=[],
+        rejected = final_decision(
+            app.application_id,
+            Decision.REJECTED,
             reasons=["fiscal_year_closed"],
             rules_version=entry.rules_version,
             received_at=app.received_at,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from schemas.events import WaitlistReason
+from schemas.application import FundingYear
+from schemas.events import ApplicationDecided, Decision, WaitlistReason
 
 Policy = Literal["strict", "first_fit"]
 
@@ -102,3 +103,28 @@ def plan_service(
         still_waiting.append((app, reason, settling_ahead))
     plan.waiting.extend(Waiting(app, i, reason, p) for i, (app, reason, p) in enumerate(still_waiting, start=1))
     return plan
+
+
+def final_decision(
+    application_id: str,
+    decision: Decision,
+    *,
+    funding: Mapping[int, int] | None = None,
+    reasons: Sequence[str] = (),
+    rules_version: str | None,
+    received_at: datetime,
+    decided_at: datetime,
+) -> ApplicationDecided:
+    """Budget's final word on an application: an approval grants ``funding`` (year -> cents), a
+    rejection grants nothing and says its ``reasons`` (failed rule ids or reason codes)."""
+    granted = funding or {}
+    return ApplicationDecided(
+        application_id=application_id,
+        decision=decision,
+        amount_cents=sum(granted.values()),
+        funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(granted.items())],
+        reasons=list(reasons),
+        rules_version=rules_version,
+        received_at=received_at,
+        decided_at=decided_at,
+    )

@@ -14,7 +14,6 @@ from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import (
-    ApplicationDecided,
     ApplicationReviewed,
     ApplicationWithdrawn,
     Decision,
@@ -22,7 +21,7 @@ from schemas.events import (
     ReviewOutcome,
 )
 from services.budget import store
-from services.budget.domain import QueuedApplication
+from services.budget.domain import QueuedApplication, final_decision
 from services.budget.line import LineSettings, decide, emit, serve_line
 
 
@@ -33,11 +32,9 @@ async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSe
     if reviewed.outcome is ReviewOutcome.INELIGIBLE:
         if await store.was_withdrawn(conn, reviewed.application_id):
             return ()  # withdrawn while in review: the withdrawal is its end, not a rejection
-        rejected = ApplicationDecided(
-            application_id=reviewed.application_id,
-            decision=Decision.REJECTED,
-            amount_cents=0,
-            funding=[],
+        rejected = final_decision(
+            reviewed.application_id,
+            Decision.REJECTED,
             reasons=[f.rule_id for f in reviewed.findings if not f.passed],
             rules_version=reviewed.rules_version,
             received_at=reviewed.received_at,

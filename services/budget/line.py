@@ -14,7 +14,6 @@ import asyncpg
 
 from runtime.outbox import Outgoing
 from runtime.signing import Signer
-from schemas.application import FundingYear
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import (
     ApplicationDecided,
@@ -25,7 +24,7 @@ from schemas.events import (
 )
 from schemas.topics import topic_of
 from services.budget import metrics, store
-from services.budget.domain import Policy, QueuedApplication, plan_service
+from services.budget.domain import Policy, QueuedApplication, final_decision, plan_service
 
 SOURCE = "/egov/budget"
 BUDGET_ACTOR = "budget"
@@ -108,12 +107,10 @@ async def commit_due(conn: asyncpg.Connection, line: LineSettings) -> list[Outgo
             committed = FundsCommitted(application_id=app.application_id, fiscal_year=year, amount_cents=amount)
             out.append(emit(committed, app.application_id, cause_id=entry.cause_event_id))
         await store.set_line_status(conn, app.application_id, "approved")
-        approved = ApplicationDecided(
-            application_id=app.application_id,
-            decision=Decision.APPROVED,
-            amount_cents=app.amount_cents,
-            funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(app.funding.items())],
-            reasons=[],
+        approved = final_decision(
+            app.application_id,
+            Decision.APPROVED,
+            funding=app.funding,
             rules_version=entry.rules_version,
             received_at=app.received_at,
             decided_at=utc_now(),
