@@ -13,44 +13,23 @@ import asyncpg
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import (
-    ApplicationReviewed,
-    ApplicationWithdrawn,
-    Decision,
-    FundsReleased,
-    ReviewOutcome,
-)
+from schemas.events import ApplicationReviewed, ApplicationWithdrawn, FundsReleased
 from services.budget import store
-from services.budget.domain import QueuedApplication, final_decision
+from services.budget.domain import AfterWithdrawal, Reject, after_review, after_withdrawal
 from services.budget.line import LineSettings, decide, emit, serve_line
 
 
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
     reviewed = envelope.payload(ApplicationReviewed)
-    if reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
-        return ()  # a caseworker decides first
-    if reviewed.outcome is ReviewOutcome.INELIGIBLE:
-        if await store.was_withdrawn(conn, reviewed.application_id):
-            return ()  # withdrawn while in review: the withdrawal is its end, not a rejection
-        rejected = final_decision(
-            reviewed.application_id,
-            Decision.REJECTED,
-            reasons=[f.rule_id for f in reviewed.findings if not f.passed],
-            rules_version=reviewed.rules_version,
-            received_at=reviewed.received_at,
-            decided_at=utc_now(),
-        )
-        return await decide(conn, rejected, envelope.id, line.signer)
+    withdrawn = await store.was_withdrawn(conn, reviewed.application_id)
+    step = after_review(reviewed, withdrawn=withdrawn, now=utc_now())
+    if isinstance(step, Reject):
+        return await decide(conn, step.decided, envelope.id, line.signer)
+    if step is None:
+        return ()
     await store.lock_line(conn)
-    entry = QueuedApplication(
-        application_id=reviewed.application_id,
-        ready_at=reviewed.ready_at,
-        received_at=reviewed.received_at,
-        category=reviewed.category,
-        funding={f.fiscal_year: f.amount_cents for f in reviewed.funding},
-    )
-    # Joining the line decides nothing yet: the line is served once the arrival has settled.
-    joined = await store.join_line(conn, entry, reviewed.rules_version, envelope.id)
+    # The join re-checks the withdrawal under the line lock: one may have committed since it was read.
+    joined = await store.join_line(conn, step.application, reviewed.rules_version, envelope.id)
     return await serve_line(conn, line, envelope) if joined and line.settle_seconds == 0 else ()
 
 
@@ -59,11 +38,11 @@ async def on_withdrawn(conn: asyncpg.Connection, envelope: Envelope, line: LineS
     app_id = withdrawn.application_id
     await store.lock_line(conn)
     entry = await store.line_entry(conn, app_id)
-    if entry is None:
-        await store.remember_withdrawal(conn, app_id)  # still in review: it must never join the line
+    step = after_withdrawal(entry.status if entry else None)
+    if step is AfterWithdrawal.KEEP_OUT:
+        await store.remember_withdrawal(conn, app_id)
+    if step is not AfterWithdrawal.LEAVE_LINE:
         return ()
-    if entry.status not in ("waiting", "reserved"):
-        return ()  # already decided: a withdrawal comes too late to change it
     out = []
     for year, amount in await store.release(conn, app_id, f"portal:{withdrawn.portal_id}", envelope.id):
         released = FundsReleased(application_id=app_id, fiscal_year=year, amount_cents=amount, reason="withdrawn")
