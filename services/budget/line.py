@@ -23,7 +23,7 @@ from schemas.events import (
     FundsReserved,
 )
 from schemas.topics import topic_of
-from services.budget import metrics, store
+from services.budget import store
 from services.budget.domain import Policy, QueuedApplication, final_decision, plan_service
 
 SOURCE = "/egov/budget"
@@ -132,9 +132,6 @@ async def decide(
     )
     if not first:
         return []
-    metrics.DECISIONS.labels(decided.decision.value).inc()
-    # Clamped: a receipt time from a clock ahead of ours must not make the histogram run backwards.
-    metrics.DECISION_LATENCY.observe(max(0.0, (decided.decided_at - decided.received_at).total_seconds()))
     outgoing = emit(decided, decided.application_id, cause_id=cause_id)
     if signer is None:
         return [outgoing]

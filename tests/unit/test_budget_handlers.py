@@ -2,6 +2,7 @@
 
 The handlers load the facts (was it withdrawn? where does it stand in line?), ask the pure
 functions here what follows, and write that; the writing is covered by the integration suites.
+The decision metrics are counted from the events a transaction committed, tested here too.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from schemas.application import FundingYear
-from schemas.events import ApplicationReviewed, Decision, ReviewOutcome, RuleFinding
+from schemas.events import ApplicationReviewed, Decision, FundsReserved, ReviewOutcome, RuleFinding
 from services.budget.domain import (
     AfterWithdrawal,
     JoinLine,
@@ -20,6 +22,8 @@ from services.budget.domain import (
     after_withdrawal,
     final_decision,
 )
+from services.budget.line import emit
+from services.budget.metrics import counted
 
 pytestmark = pytest.mark.unit
 
@@ -106,3 +110,16 @@ def test_an_approval_grants_each_year_in_order_and_their_sum() -> None:
     assert approved.amount_cents == 100_000
     assert [(f.fiscal_year, f.amount_cents) for f in approved.funding] == [(2027, 70_000), (2028, 30_000)]
     assert approved.reasons == []
+
+
+def test_decisions_are_counted_from_the_events_that_committed() -> None:
+    approved = final_decision(
+        APP_ID, Decision.APPROVED, funding={2027: 1}, rules_version=None, received_at=RECEIVED, decided_at=NOW
+    )
+    reserved = FundsReserved(application_id=APP_ID, fiscal_year=2027, amount_cents=1, ready_at=READY)
+    committed = [emit(reserved, APP_ID), emit(approved, APP_ID)]
+    before = REGISTRY.get_sample_value("egov_decisions_total", {"decision": "approved"}) or 0.0
+    latency_before = REGISTRY.get_sample_value("egov_decision_latency_seconds_count") or 0.0
+    counted(committed)
+    assert REGISTRY.get_sample_value("egov_decisions_total", {"decision": "approved"}) == before + 1
+    assert REGISTRY.get_sample_value("egov_decision_latency_seconds_count") == latency_before + 1
