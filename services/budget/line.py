@@ -39,6 +39,11 @@ class LineSettings:
     # Signs every application.decided, so a municipality or auditor can verify it offline.
     signer: Signer | None = None
 
+    @property
+    def commits_at_once(self) -> bool:
+        """No withdrawal window: a reservation is committed and decided in the transaction that made it."""
+        return self.commit_after_seconds == 0
+
 
 def emit(
     event: Event,
@@ -64,7 +69,8 @@ async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelo
     entries = {e.application.application_id: e for e in waiting}
     out: list[Outgoing] = []
     for app in plan.served:
-        out.extend(await _reserve(conn, app, cause, entries[app.application_id].cause_event_id))
+        review_id = entries[app.application_id].cause_event_id
+        out.extend(await _reserve(conn, app, cause, review_id, provisional=not line.commits_at_once))
     for place in plan.waiting:
         entry = entries[place.application.application_id]
         if entry.told_position is None and not place.provisional:
@@ -77,20 +83,25 @@ async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelo
                 ready_at=entry.application.ready_at,
             )
             out.append(emit(told, entry.application.application_id, cause=cause, cause_id=entry.cause_event_id))
-    if line.commit_after_seconds == 0:
+    if line.commits_at_once:
         out.extend(await commit_due(conn, line))
     return out
 
 
 async def _reserve(
-    conn: asyncpg.Connection, app: QueuedApplication, cause: Envelope | None, review_id: str
+    conn: asyncpg.Connection, app: QueuedApplication, cause: Envelope | None, review_id: str, *, provisional: bool
 ) -> list[Outgoing]:
+    """``provisional``: the grant notice follows later, so the reservation is news of its own (for notify)."""
     cause_id = cause.id if cause else review_id
     out = []
     for year, amount in sorted(app.funding.items()):
         await store.reserve(conn, app.application_id, year, amount, app.ready_at, cause_id)
         reserved = FundsReserved(
-            application_id=app.application_id, fiscal_year=year, amount_cents=amount, ready_at=app.ready_at
+            application_id=app.application_id,
+            fiscal_year=year,
+            amount_cents=amount,
+            ready_at=app.ready_at,
+            provisional=provisional,
         )
         out.append(emit(reserved, app.application_id, cause=cause, cause_id=review_id))
     await store.set_line_status(conn, app.application_id, "reserved")

@@ -70,7 +70,7 @@ class LineServer:
         async with self._pool.acquire() as conn, conn.transaction():
             await store.lock_line(conn)
             out = await serve_line(conn, line, None)
-            if line.commit_after_seconds > 0:
+            if not line.commits_at_once:
                 out.extend(await commit_due(conn, line))
             await stage(conn, out)
         self._committed(out)

@@ -145,6 +145,14 @@ async def test_withdrawing_a_reserved_application_promotes_the_first_waiting_one
     await assert_invariants(pool)
 
 
+async def test_a_reservation_says_whether_its_grant_notice_waits_for_a_withdrawal_window(pool: asyncpg.Pool) -> None:
+    await open_year(pool, 2027, 300)
+    await deliver(pool, reviewed(1, 100), NOW)
+    await deliver(pool, reviewed(2, 100), HOLD)
+    reservations = {r.application_id: r.provisional for r in of_type(await staged(pool), FundsReserved)}
+    assert reservations == {app_id(1): False, app_id(2): True}, "notify tells a provisional one on its own"
+
+
 async def test_a_withdrawal_before_review_keeps_the_application_out_of_line(pool: asyncpg.Pool) -> None:
     await open_year(pool, 2027, 1000)
     await deliver(pool, withdrawn(5), NOW)
