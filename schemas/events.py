@@ -161,6 +161,11 @@ class FundsReserved(Event):
     fiscal_year: FiscalYear
     amount_cents: PositiveCents
     ready_at: AwareDatetime
+    provisional: bool = Field(
+        default=False,
+        description="The grant notice follows later, and until then a withdrawal releases the money."
+        " False: committed and decided in the same step, so the decision follows at once",
+    )
 
 
 class FundsCommitted(Event):

@@ -8,9 +8,9 @@ from dataclasses import replace
 import asyncpg
 
 from runtime.outbox import Outgoing
+from runtime.refusals import Refusal, Refused
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import (
-    ApplicationDecided,
     CategoryPaused,
     CategoryResumed,
     Decision,
@@ -20,15 +20,8 @@ from schemas.events import (
 )
 from schemas.topics import BUDGET_ADMIN
 from services.budget import store
-from services.budget.handlers import SOURCE, LineSettings, commit_due, decide, serve_line
-
-
-class Refused(Exception):
-    """The command cannot be carried out; ``code`` is the stable problem code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
+from services.budget.domain import final_decision
+from services.budget.line import SOURCE, LineSettings, commit_due, decide, serve_line
 
 
 def admin_event(event: Event, key: str, actor: str) -> tuple[Envelope, Outgoing]:
@@ -42,7 +35,7 @@ async def open_fiscal_year(
     await store.lock_line(conn)
     envelope, outgoing = admin_event(FiscalYearOpened(fiscal_year=year, pot_cents=pot_cents), str(year), actor)
     if not await store.open_pot(conn, year, pot_cents, actor, envelope.id):
-        raise Refused(409, "fiscal_year.already_open", f"Fiscal year {year} is already open")
+        raise Refused(Refusal.CONFLICT, "fiscal_year.already_open", f"Fiscal year {year} is already open")
     return [outgoing, *await serve_line(conn, line, envelope)]
 
 
@@ -52,11 +45,13 @@ async def adjust_pot(
     await store.lock_line(conn)
     current = await store.pot(conn, year)
     if current is None or current["closed"]:
-        raise Refused(404, "fiscal_year.not_open", f"Fiscal year {year} is not open")
+        raise Refused(Refusal.NOT_FOUND, "fiscal_year.not_open", f"Fiscal year {year} is not open")
     held = current["reserved_cents"] + current["committed_cents"]
     if pot_cents < held:
         raise Refused(
-            409, "pot.below_commitments", f"The pot cannot go below what is reserved and committed ({held} cents)"
+            Refusal.CONFLICT,
+            "pot.below_commitments",
+            f"The pot cannot go below what is reserved and committed ({held} cents)",
         )
     adjusted = PotAdjusted(fiscal_year=year, previous_pot_cents=current["pot_cents"], pot_cents=pot_cents)
     envelope, outgoing = admin_event(adjusted, str(year), actor)
@@ -69,9 +64,11 @@ async def set_category(
 ) -> list[Outgoing]:
     await store.lock_line(conn)
     if not await store.category_exists(conn, category):
-        raise Refused(404, "category.unknown", f"Unknown category {category}")
+        raise Refused(Refusal.NOT_FOUND, "category.unknown", f"Unknown category {category}")
     if not await store.set_category_open(conn, category, is_open, actor):
-        raise Refused(409, "category.unchanged", f"Category {category} is already {'open' if is_open else 'paused'}")
+        raise Refused(
+            Refusal.CONFLICT, "category.unchanged", f"Category {category} is already {'open' if is_open else 'paused'}"
+        )
     event: Event = CategoryResumed(category=category) if is_open else CategoryPaused(category=category)
     envelope, outgoing = admin_event(event, f"category:{category}", actor)
     return [outgoing, *await serve_line(conn, line, envelope)]
@@ -83,7 +80,7 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
     await store.lock_line(conn)
     current = await store.pot(conn, year)
     if current is None or current["closed"]:
-        raise Refused(404, "fiscal_year.not_open", f"Fiscal year {year} is not open")
+        raise Refused(Refusal.NOT_FOUND, "fiscal_year.not_open", f"Fiscal year {year} is not open")
     closed = FiscalYearClosed(fiscal_year=year, waiting_policy=line.year_close_policy)
     envelope, outgoing = admin_event(closed, str(year), actor)
     out = [
@@ -100,11 +97,9 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
             await store.move_funding(conn, app.application_id, funding)
             continue
         await store.set_line_status(conn, app.application_id, "rejected")
-        rejected = ApplicationDecided(
-            application_id=app.application_id,
-            decision=Decision.REJECTED,
-            amount_cents=0,
-            funding=[],
+        rejected = final_decision(
+            app.application_id,
+            Decision.REJECTED,
             reasons=["fiscal_year_closed"],
             rules_version=entry.rules_version,
             received_at=app.received_at,

@@ -9,10 +9,12 @@ import asyncpg
 from fastapi import Depends, FastAPI, Header
 from pydantic import BaseModel, Field
 
-from runtime.outbox import OutboxRelay, Outgoing, stage
-from runtime.problems import Problem, install_problem_handlers
+from runtime.commands import Command, CommandRunner
+from runtime.credentials import bearer_token
+from runtime.outbox import Outgoing
+from runtime.problems import bearer_required, install_problem_handlers
 from services.budget import admin, store
-from services.budget.handlers import LineSettings
+from services.budget.line import LineSettings
 from services.budget.settings import BudgetSettings
 
 Cents = Annotated[int, Field(strict=True, ge=0, le=10**13)]
@@ -34,33 +36,32 @@ def admin_principals(settings: BudgetSettings) -> dict[str, str]:
     return tokens
 
 
-def build_api(pool: asyncpg.Pool, relay: OutboxRelay, settings: BudgetSettings, line: LineSettings) -> FastAPI:
+def changes_only(action: Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]) -> Command[None]:
+    """An administration command answers with what it was asked, so only its events matter."""
+
+    async def command(conn: asyncpg.Connection) -> tuple[None, list[Outgoing]]:
+        return None, await action(conn)
+
+    return command
+
+
+def build_api(pool: asyncpg.Pool, commands: CommandRunner, settings: BudgetSettings, line: LineSettings) -> FastAPI:
     app = FastAPI(title="Thüringen E-Government funding: budget administration", version="1.0.0")
     install_problem_handlers(app)
     principals = admin_principals(settings)
 
     async def administrator(authorization: Annotated[str | None, Header()] = None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() == "bearer":
+        token = bearer_token(authorization)
+        if token is not None:
             for name, expected in principals.items():
-                if hmac.compare_digest(token.strip().encode(), expected.encode()):
+                if hmac.compare_digest(token.encode(), expected.encode()):
                     return f"admin:{name}"
-        raise Problem(
-            401,
-            "auth.required",
-            "A budget administrator token is required",
-            headers={"WWW-Authenticate": 'Bearer realm="egov-budget"'},
-        )
+        raise bearer_required("egov-budget", "A budget administrator token is required")
 
     Admin = Annotated[str, Depends(administrator)]
 
-    async def run(command: Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]) -> None:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await stage(conn, await command(conn))
-        except admin.Refused as refused:
-            raise Problem(refused.status, refused.code, str(refused)) from refused
-        relay.wake()
+    async def run(action: Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]) -> None:
+        await commands.run(changes_only(action))
 
     @app.post("/v1/fiscal-years", status_code=201, summary="Open a fiscal year's pot")
     async def open_year(command: OpenFiscalYear, actor: Admin) -> dict[str, Any]:

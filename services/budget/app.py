@@ -10,8 +10,10 @@ from schemas.rules import load_rules
 from schemas.topics import APPLICATIONS, REVIEWS
 from services.budget import store
 from services.budget.api import build_api
-from services.budget.handlers import LineSettings, routes
+from services.budget.handlers import routes
+from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
+from services.budget.metrics import counted
 from services.budget.settings import BudgetSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,8 +40,10 @@ async def main() -> None:
     await store.seed_categories(pool, {c.id: c.open for c in rules.categories})
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
-    kit.consume("line", [REVIEWS, APPLICATIONS], routes(line), pool=pool, producer=producer, relay=relay)
-    server = LineServer(pool, relay, line, settings.line_interval_seconds)
+    # Decisions are counted from what each transaction committed, whichever path decided them.
+    handlers = routes(line)
+    kit.consume("line", [REVIEWS, APPLICATIONS], handlers, pool=pool, producer=producer, relay=relay, committed=counted)
+    server = LineServer(pool, relay, line, settings.line_interval_seconds, committed=counted)
     kit.lifecycle.add("line-server", server.start, server.stop)
-    kit.serve_http(build_api(pool, relay, settings, line))
+    kit.serve_http(build_api(pool, kit.commands(pool, relay, committed=counted), settings, line))
     await kit.run()

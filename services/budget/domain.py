@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
-from schemas.events import WaitlistReason
+from schemas.application import FundingYear
+from schemas.events import ApplicationDecided, ApplicationReviewed, Decision, ReviewOutcome, WaitlistReason
 
 Policy = Literal["strict", "first_fit"]
 
@@ -102,3 +104,85 @@ def plan_service(
         still_waiting.append((app, reason, settling_ahead))
     plan.waiting.extend(Waiting(app, i, reason, p) for i, (app, reason, p) in enumerate(still_waiting, start=1))
     return plan
+
+
+def final_decision(
+    application_id: str,
+    decision: Decision,
+    *,
+    funding: Mapping[int, int] | None = None,
+    reasons: Sequence[str] = (),
+    rules_version: str | None,
+    received_at: datetime,
+    decided_at: datetime,
+) -> ApplicationDecided:
+    """Budget's final word on an application: an approval grants ``funding`` (year -> cents), a
+    rejection grants nothing and says its ``reasons`` (failed rule ids or reason codes)."""
+    granted = funding or {}
+    return ApplicationDecided(
+        application_id=application_id,
+        decision=decision,
+        amount_cents=sum(granted.values()),
+        funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(granted.items())],
+        reasons=list(reasons),
+        rules_version=rules_version,
+        received_at=received_at,
+        decided_at=decided_at,
+    )
+
+
+# --- what an event means for budget, decided from the facts the handler loaded ---------
+
+
+@dataclass(frozen=True)
+class Reject:
+    decided: ApplicationDecided
+
+
+@dataclass(frozen=True)
+class JoinLine:
+    application: QueuedApplication
+
+
+def after_review(reviewed: ApplicationReviewed, *, withdrawn: bool, now: datetime) -> Reject | JoinLine | None:
+    """None: nothing for budget to do (a caseworker decides first, or the applicant withdrew while
+    the application was in review: the withdrawal is its end, not a rejection)."""
+    if reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW or withdrawn:
+        return None
+    if reviewed.outcome is ReviewOutcome.INELIGIBLE:
+        failed = [f.rule_id for f in reviewed.findings if not f.passed]
+        return Reject(
+            final_decision(
+                reviewed.application_id,
+                Decision.REJECTED,
+                reasons=failed,
+                rules_version=reviewed.rules_version,
+                received_at=reviewed.received_at,
+                decided_at=now,
+            )
+        )
+    # Joining the line decides nothing yet: the line is served once the arrival has settled.
+    return JoinLine(
+        QueuedApplication(
+            application_id=reviewed.application_id,
+            ready_at=reviewed.ready_at,
+            received_at=reviewed.received_at,
+            category=reviewed.category,
+            funding={f.fiscal_year: f.amount_cents for f in reviewed.funding},
+        )
+    )
+
+
+class AfterWithdrawal(StrEnum):
+    KEEP_OUT = "keep_out"  # still in review: remember it, so it never joins the line
+    TOO_LATE = "too_late"  # already decided: a withdrawal cannot change that
+    LEAVE_LINE = "leave_line"  # waiting or reserved: release its money and serve the line again
+
+
+def after_withdrawal(line_status: str | None) -> AfterWithdrawal:
+    """``line_status`` is the application's place in the line, None if it has not joined it."""
+    if line_status is None:
+        return AfterWithdrawal.KEEP_OUT
+    if line_status in ("waiting", "reserved"):
+        return AfterWithdrawal.LEAVE_LINE
+    return AfterWithdrawal.TOO_LATE

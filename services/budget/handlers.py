@@ -1,182 +1,35 @@
-"""Budget's handlers: review results join the line; the line is served from the pots.
+"""Budget's event handlers: review results join the line (or are rejected), withdrawals leave it.
 
-Every function here runs inside a transaction that holds the line lock (taken by
-the caller or here), so two instances never plan over the same money. Routing
-is the dict at the bottom.
+One function per event type, its dependencies as arguments; what budget reacts to is the
+table at the bottom. The line itself is served by the line engine (``line.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
-from runtime.signing import Signer
-from schemas.application import FundingYear
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import (
-    ApplicationDecided,
-    ApplicationReviewed,
-    ApplicationWaitlisted,
-    ApplicationWithdrawn,
-    Decision,
-    FundsCommitted,
-    FundsReleased,
-    FundsReserved,
-    ReviewOutcome,
-)
-from schemas.topics import topic_of
-from services.budget import metrics, store
-from services.budget.domain import Policy, QueuedApplication, plan_service
-
-SOURCE = "/egov/budget"
-BUDGET_ACTOR = "budget"
-
-
-@dataclass(frozen=True)
-class LineSettings:
-    policy: Policy = "strict"
-    settle_seconds: float = 0.0
-    commit_after_seconds: float = 0.0
-    year_close_policy: str = "carry_over"
-    # Signs every application.decided, so a municipality or auditor can verify it offline.
-    signer: Signer | None = None
-
-
-def emit(
-    event: Event,
-    subject: str,
-    *,
-    cause: Envelope | None = None,
-    cause_id: str | None = None,
-    actor: str = BUDGET_ACTOR,
-) -> Outgoing:
-    envelope = Envelope.wrap(event, source=SOURCE, subject=subject, cause=cause, causation_id=cause_id, actor=actor)
-    return Outgoing(topic_of(type(event)), subject, envelope)
-
-
-async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelope | None) -> list[Outgoing]:
-    """Reserve for everyone the pots allow, in line order; tell newcomers where they stand."""
-    waiting = await store.waiting_line(conn, line.settle_seconds)
-    plan = plan_service(
-        [e.application for e in waiting],
-        await store.available_by_year(conn),
-        await store.paused_categories(conn),
-        line.policy,
-    )
-    entries = {e.application.application_id: e for e in waiting}
-    out: list[Outgoing] = []
-    for app in plan.served:
-        out.extend(await _reserve(conn, app, cause, entries[app.application_id].cause_event_id))
-    for place in plan.waiting:
-        entry = entries[place.application.application_id]
-        if entry.told_position is None and not place.provisional:
-            await store.tell_position(conn, entry.application.application_id, place.position)
-            told = ApplicationWaitlisted(
-                application_id=entry.application.application_id,
-                position=place.position,
-                reason=place.reason,
-                amount_cents=entry.application.amount_cents,
-                ready_at=entry.application.ready_at,
-            )
-            out.append(emit(told, entry.application.application_id, cause=cause, cause_id=entry.cause_event_id))
-    if line.commit_after_seconds == 0:
-        out.extend(await commit_due(conn, line))
-    return out
-
-
-async def _reserve(
-    conn: asyncpg.Connection, app: QueuedApplication, cause: Envelope | None, review_id: str
-) -> list[Outgoing]:
-    cause_id = cause.id if cause else review_id
-    out = []
-    for year, amount in sorted(app.funding.items()):
-        await store.reserve(conn, app.application_id, year, amount, app.ready_at, cause_id)
-        reserved = FundsReserved(
-            application_id=app.application_id, fiscal_year=year, amount_cents=amount, ready_at=app.ready_at
-        )
-        out.append(emit(reserved, app.application_id, cause=cause, cause_id=review_id))
-    await store.set_line_status(conn, app.application_id, "reserved")
-    return out
-
-
-async def commit_due(conn: asyncpg.Connection, line: LineSettings) -> list[Outgoing]:
-    """Issue the grant notice for reservations past their withdrawal window: commit and decide."""
-    out: list[Outgoing] = []
-    for entry in await store.due_for_commit(conn, line.commit_after_seconds):
-        app = entry.application
-        for year, amount in sorted(app.funding.items()):
-            await store.commit(conn, app.application_id, year, amount, entry.cause_event_id)
-            committed = FundsCommitted(application_id=app.application_id, fiscal_year=year, amount_cents=amount)
-            out.append(emit(committed, app.application_id, cause_id=entry.cause_event_id))
-        await store.set_line_status(conn, app.application_id, "approved")
-        approved = ApplicationDecided(
-            application_id=app.application_id,
-            decision=Decision.APPROVED,
-            amount_cents=app.amount_cents,
-            funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(app.funding.items())],
-            reasons=[],
-            rules_version=entry.rules_version,
-            received_at=app.received_at,
-            decided_at=utc_now(),
-        )
-        out.extend(await decide(conn, approved, entry.cause_event_id, line.signer))
-    return out
-
-
-async def decide(
-    conn: asyncpg.Connection, decided: ApplicationDecided, cause_id: str, signer: Signer | None
-) -> list[Outgoing]:
-    """The one final decision per application; a second attempt emits nothing."""
-    first = await conn.fetchval(
-        "INSERT INTO decisions (application_id, decision, decided_at) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        decided.application_id,
-        decided.decision.value,
-        decided.decided_at,
-    )
-    if not first:
-        return []
-    metrics.DECISIONS.labels(decided.decision.value).inc()
-    # Clamped: a receipt time from a clock ahead of ours must not make the histogram run backwards.
-    metrics.DECISION_LATENCY.observe(max(0.0, (decided.decided_at - decided.received_at).total_seconds()))
-    outgoing = emit(decided, decided.application_id, cause_id=cause_id)
-    if signer is None:
-        return [outgoing]
-    return [Outgoing(outgoing.topic, outgoing.key, signer.sign(outgoing.envelope))]
+from schemas.events import ApplicationReviewed, ApplicationWithdrawn, FundsReleased
+from services.budget import store
+from services.budget.domain import AfterWithdrawal, Reject, after_review, after_withdrawal
+from services.budget.line import LineSettings, decide, emit, serve_line
 
 
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
     reviewed = envelope.payload(ApplicationReviewed)
-    if reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
-        return ()  # a caseworker decides first
-    if reviewed.outcome is ReviewOutcome.INELIGIBLE:
-        if await store.was_withdrawn(conn, reviewed.application_id):
-            return ()  # withdrawn while in review: the withdrawal is its end, not a rejection
-        rejected = ApplicationDecided(
-            application_id=reviewed.application_id,
-            decision=Decision.REJECTED,
-            amount_cents=0,
-            funding=[],
-            reasons=[f.rule_id for f in reviewed.findings if not f.passed],
-            rules_version=reviewed.rules_version,
-            received_at=reviewed.received_at,
-            decided_at=utc_now(),
-        )
-        return await decide(conn, rejected, envelope.id, line.signer)
+    withdrawn = await store.was_withdrawn(conn, reviewed.application_id)
+    step = after_review(reviewed, withdrawn=withdrawn, now=utc_now())
+    if isinstance(step, Reject):
+        return await decide(conn, step.decided, envelope.id, line.signer)
+    if step is None:
+        return ()
     await store.lock_line(conn)
-    entry = QueuedApplication(
-        application_id=reviewed.application_id,
-        ready_at=reviewed.ready_at,
-        received_at=reviewed.received_at,
-        category=reviewed.category,
-        funding={f.fiscal_year: f.amount_cents for f in reviewed.funding},
-    )
-    # Joining the line decides nothing yet: the line is served once the arrival has settled.
-    joined = await store.join_line(conn, entry, reviewed.rules_version, envelope.id)
+    # The join re-checks the withdrawal under the line lock: one may have committed since it was read.
+    joined = await store.join_line(conn, step.application, reviewed.rules_version, envelope.id)
     return await serve_line(conn, line, envelope) if joined and line.settle_seconds == 0 else ()
 
 
@@ -185,11 +38,11 @@ async def on_withdrawn(conn: asyncpg.Connection, envelope: Envelope, line: LineS
     app_id = withdrawn.application_id
     await store.lock_line(conn)
     entry = await store.line_entry(conn, app_id)
-    if entry is None:
-        await store.remember_withdrawal(conn, app_id)  # still in review: it must never join the line
+    step = after_withdrawal(entry.status if entry else None)
+    if step is AfterWithdrawal.KEEP_OUT:
+        await store.remember_withdrawal(conn, app_id)
+    if step is not AfterWithdrawal.LEAVE_LINE:
         return ()
-    if entry.status not in ("waiting", "reserved"):
-        return ()  # already decided: a withdrawal comes too late to change it
     out = []
     for year, amount in await store.release(conn, app_id, f"portal:{withdrawn.portal_id}", envelope.id):
         released = FundsReleased(application_id=app_id, fiscal_year=year, amount_cents=amount, reason="withdrawn")
@@ -198,11 +51,22 @@ async def on_withdrawn(conn: asyncpg.Connection, envelope: Envelope, line: LineS
     return [*out, *await serve_line(conn, line, envelope)]
 
 
+LineHandler = Callable[[asyncpg.Connection, Envelope, LineSettings], Awaitable[Sequence[Outgoing]]]
+
+# What budget reacts to: one grep answers it.
+HANDLERS: dict[type[Event], LineHandler] = {
+    ApplicationReviewed: on_reviewed,
+    ApplicationWithdrawn: on_withdrawn,
+}
+
+
 def routes(line: LineSettings) -> dict[str, Handler]:
-    async def reviewed(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
-        return await on_reviewed(conn, envelope, line)
+    """The consumer's routing table: each handler bound to the line's settings."""
+    return {event_class.wire_type(): _bound(handler, line) for event_class, handler in HANDLERS.items()}
 
-    async def withdrawn(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
-        return await on_withdrawn(conn, envelope, line)
 
-    return {ApplicationReviewed.wire_type(): reviewed, ApplicationWithdrawn.wire_type(): withdrawn}
+def _bound(handler: LineHandler, line: LineSettings) -> Handler:
+    async def handle(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+        return await handler(conn, envelope, line)
+
+    return handle

@@ -3,7 +3,7 @@
 Arrivals only join the line in the consumer's transaction; this loop decides
 for them once they have settled (see ``BudgetSettings.settle_seconds``), so an
 application ready earlier but delivered a little later on another partition
-still gets its place. It also refreshes the budget gauges.
+still gets its place. It also refreshes the budget gauges; ``committed`` counts what a round decided.
 """
 
 from __future__ import annotations
@@ -15,17 +15,26 @@ import time
 
 import asyncpg
 
+from runtime.metrics import Committed, nothing_counted
 from runtime.outbox import OutboxRelay, stage
 from services.budget import metrics, store
-from services.budget.handlers import LineSettings, commit_due, serve_line
+from services.budget.line import LineSettings, commit_due, serve_line
 
 log = logging.getLogger(__name__)
 GAUGE_INTERVAL_SECONDS = 1.0
 
 
 class LineServer:
-    def __init__(self, pool: asyncpg.Pool, relay: OutboxRelay, line: LineSettings, interval: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        relay: OutboxRelay,
+        line: LineSettings,
+        interval: float,
+        committed: Committed = nothing_counted,
+    ) -> None:
         self._pool, self._relay, self._line, self._interval = pool, relay, line, interval
+        self._committed = committed
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._gauges_at = 0.0
@@ -61,9 +70,10 @@ class LineServer:
         async with self._pool.acquire() as conn, conn.transaction():
             await store.lock_line(conn)
             out = await serve_line(conn, line, None)
-            if line.commit_after_seconds > 0:
+            if not line.commits_at_once:
                 out.extend(await commit_due(conn, line))
             await stage(conn, out)
+        self._committed(out)
         return bool(out)
 
     async def refresh_gauges(self) -> None:

@@ -1,8 +1,16 @@
-"""Budget's domain metrics: money per fiscal year, the line, decisions."""
+"""Budget's domain metrics: money per fiscal year, the line, decisions.
+
+The gauges mirror the pots and the line as the line server reads them from the database. The
+counters are counted from the events a transaction committed (``counted``, wired in ``app.py``
+for the consumer, the admin commands and the line server), never inside the transaction.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from runtime.metrics import Committed, count_committed
+from schemas.events import ApplicationDecided
 
 POT = Gauge("egov_budget_pot_cents", "Fiscal-year pot", ["fiscal_year"])
 AVAILABLE = Gauge("egov_budget_available_cents", "Money not reserved or committed", ["fiscal_year"])
@@ -16,3 +24,12 @@ DECISION_LATENCY = Histogram(
     "From receipt of the application to its final decision",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 7 * 86400, 30 * 86400),
 )
+
+
+def decision_made(decided: ApplicationDecided) -> None:
+    DECISIONS.labels(decided.decision.value).inc()
+    # Clamped: a receipt time from a clock ahead of ours must not make the histogram run backwards.
+    DECISION_LATENCY.observe(max(0.0, (decided.decided_at - decided.received_at).total_seconds()))
+
+
+counted: Committed = count_committed({ApplicationDecided: decision_made})

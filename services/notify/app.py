@@ -10,7 +10,7 @@ from runtime.kit import ServiceKit
 from runtime.problems import install_problem_handlers
 from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, REVIEWS
 from services.notify.delivery import Deliverer
-from services.notify.handlers import NoticeOptions, routes
+from services.notify.handlers import routes
 from services.notify.settings import NotifySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -22,9 +22,8 @@ async def main() -> None:
     pool = await kit.database(MIGRATIONS)
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
-    notices = routes(NoticeOptions(reservation_notices=settings.reservation_notices))
     topics = [APPLICATIONS, REVIEWS, BUDGET, DECISIONS]
-    kit.consume(settings.consumer_name, topics, notices, pool=pool, producer=producer, relay=relay)
+    kit.consume(settings.consumer_name, topics, routes(), pool=pool, producer=producer, relay=relay)
     deliverer = Deliverer(pool, relay, settings)
     kit.lifecycle.add("deliverer", deliverer.start, deliverer.stop)
     app = FastAPI(title="Thüringen E-Government funding: notify", version="1.0.0")

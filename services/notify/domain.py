@@ -75,7 +75,6 @@ class NoticeContext:
     """What notify remembers beyond the event itself."""
 
     promoted_amount_cents: int | None = None  # set when a reservation ends a waitlist stay: the requested amount
-    reservation_notices: bool = False  # a separate notice per reservation (see settings.reservation_notices)
 
 
 @dataclass(frozen=True)
@@ -200,14 +199,15 @@ def _waitlisted(p: ev.ApplicationWaitlisted, _: NoticeContext) -> Said | None:
 
 
 def _reserved(p: ev.FundsReserved, context: NoticeContext) -> Said | None:
-    """Budget reserves, commits and decides in one go by default, so the approval follows at once and a
-    reservation notice would only repeat it. Moving up from the waitlist is news, and always told."""
+    """A provisional reservation waits out budget's withdrawal window before the grant notice, so it is
+    news of its own. Otherwise budget reserved, committed and decided in one go: the approval follows at
+    once and a reservation notice would only repeat it. Moving up from the waitlist is news, and always told."""
     values = {"fiscal_year": p.fiscal_year, "year_amount": euro(p.amount_cents)}
     facts = {"fiscal_year": p.fiscal_year, "amount_cents": p.amount_cents}
     if context.promoted_amount_cents is not None:
         values["amount"] = euro(context.promoted_amount_cents)
         return Said("promoted", values, {**facts, "requested_amount_cents": context.promoted_amount_cents})
-    return Said("reserved", values, facts) if context.reservation_notices else None
+    return Said("reserved", values, facts) if p.provisional else None
 
 
 def _decided(p: ev.ApplicationDecided, _: NoticeContext) -> Said | None:

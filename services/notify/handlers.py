@@ -8,7 +8,6 @@ callback only. ``notification.*`` events are emitted by delivery, not here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncpg
 
@@ -22,11 +21,6 @@ from services.notify.domain import NOTICE_RULES, Notice, NoticeContext, callback
 EMAIL, CALLBACK = NoticeChannel.EMAIL.value, NoticeChannel.CALLBACK.value
 
 
-@dataclass(frozen=True)
-class NoticeOptions:
-    reservation_notices: bool = False
-
-
 async def remember(conn: asyncpg.Connection, payload: Event) -> None:
     if isinstance(payload, ApplicationReceived):
         contact = payload.application.contact.email
@@ -35,11 +29,11 @@ async def remember(conn: asyncpg.Connection, payload: Event) -> None:
         await store.remember_waitlisted(conn, payload.application_id, payload.amount_cents)
 
 
-async def context_of(conn: asyncpg.Connection, payload: Event, options: NoticeOptions) -> NoticeContext:
+async def context_of(conn: asyncpg.Connection, payload: Event) -> NoticeContext:
     promoted = None
     if isinstance(payload, FundsReserved):
         promoted = await store.end_waitlist_stay(conn, payload.application_id)
-    return NoticeContext(promoted_amount_cents=promoted, reservation_notices=options.reservation_notices)
+    return NoticeContext(promoted_amount_cents=promoted)
 
 
 async def store_notice(conn: asyncpg.Connection, notice: Notice, cause: Envelope) -> None:
@@ -73,11 +67,11 @@ async def store_callback(
     )
 
 
-def notice_handler(event_class: type[Event], options: NoticeOptions) -> Handler:
+def notice_handler(event_class: type[Event]) -> Handler:
     async def handle(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
         payload = envelope.payload(event_class)
         await remember(conn, payload)
-        notice = notice_of(payload, await context_of(conn, payload, options))
+        notice = notice_of(payload, await context_of(conn, payload))
         if notice is not None:
             await store_notice(conn, notice, envelope)
         return ()
@@ -85,5 +79,5 @@ def notice_handler(event_class: type[Event], options: NoticeOptions) -> Handler:
     return handle
 
 
-def routes(options: NoticeOptions) -> dict[str, Handler]:
-    return {cls.wire_type(): notice_handler(cls, options) for cls in NOTICE_RULES}
+def routes() -> dict[str, Handler]:
+    return {cls.wire_type(): notice_handler(cls) for cls in NOTICE_RULES}

@@ -54,11 +54,6 @@ class NotifySettings(ServiceSettings):
     # to the real one (a test, a migration rehearsal): instances of one deployment share the group.
     consumer_name: str = Field(default="notices", pattern=r"^[a-z0-9][a-z0-9.-]{0,60}$")
 
-    # Budget reserves, commits and decides at once unless it has a withdrawal window
-    # (BUDGET_COMMIT_AFTER_SECONDS > 0): only then is a separate reservation notice worth sending.
-    # A promotion from the waitlist is always told.
-    reservation_notices: bool = False
-
     @model_validator(mode="after")
     def _consistent(self) -> NotifySettings:
         if self.smtp_starttls and self.smtp_implicit_tls:

@@ -15,7 +15,8 @@ from schemas.envelope import Envelope
 from schemas.events import ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome, RuleFinding
 from schemas.rules import load_rules
 from services.budget import store
-from services.budget.handlers import LineSettings, routes
+from services.budget.handlers import routes
+from services.budget.line import LineSettings
 from tests.support import fresh_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "budget" / "migrations"

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from runtime.refusals import Refused
 from schemas.events import (
     ApplicationDecided,
     ApplicationWaitlisted,
@@ -18,7 +19,7 @@ from schemas.events import (
     WaitlistReason,
 )
 from services.budget import admin
-from services.budget.handlers import LineSettings
+from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from tests.integration.budget_support import (
     app_id,
@@ -144,6 +145,14 @@ async def test_withdrawing_a_reserved_application_promotes_the_first_waiting_one
     await assert_invariants(pool)
 
 
+async def test_a_reservation_says_whether_its_grant_notice_waits_for_a_withdrawal_window(pool: asyncpg.Pool) -> None:
+    await open_year(pool, 2027, 300)
+    await deliver(pool, reviewed(1, 100), NOW)
+    await deliver(pool, reviewed(2, 100), HOLD)
+    reservations = {r.application_id: r.provisional for r in of_type(await staged(pool), FundsReserved)}
+    assert reservations == {app_id(1): False, app_id(2): True}, "notify tells a provisional one on its own"
+
+
 async def test_a_withdrawal_before_review_keeps_the_application_out_of_line(pool: asyncpg.Pool) -> None:
     await open_year(pool, 2027, 1000)
     await deliver(pool, withdrawn(5), NOW)
@@ -176,7 +185,7 @@ async def test_raising_the_pot_serves_the_line_and_lowering_stops_at_what_is_hel
     await open_year(pool, 2027, 100)
     await deliver(pool, reviewed(1, 100), NOW)
     await deliver(pool, reviewed(2, 100), NOW)
-    with pytest.raises(admin.Refused) as refused:
+    with pytest.raises(Refused) as refused:
         async with pool.acquire() as conn, conn.transaction():
             await admin.adjust_pot(conn, 2027, 99, "admin:test", NOW)
     assert refused.value.code == "pot.below_commitments"

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from runtime.db import migrate
+from runtime.refusals import Refused
 from schemas.envelope import Envelope
 from schemas.events import ReviewOutcome
 from services.budget import admin, store
 from services.budget.domain import plan_service
-from services.budget.handlers import LineSettings, commit_due
+from services.budget.line import LineSettings, commit_due
 from tests.integration.budget_support import MIGRATIONS, assert_invariants, deliver, reset, reviewed, withdrawn
 from tests.support import TEST_SLOT, fresh_database, required_env
 
@@ -68,7 +69,7 @@ async def _admin(command: Any, *args: Any) -> bool:
     try:
         async with Harness.pool.acquire() as conn, conn.transaction():
             await stage_nothing(await command(conn, *args))
-    except admin.Refused:
+    except Refused:
         return False
     return True
 

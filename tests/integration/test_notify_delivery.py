@@ -43,7 +43,7 @@ from services.notify.delivery import Deliverer
 from services.notify.destinations import Resolve
 from services.notify.domain import berlin_time, notice_id
 from services.notify.endpoints import register
-from services.notify.handlers import NoticeOptions, routes
+from services.notify.handlers import routes
 from services.notify.senders import CallbackSender, EmailSender, Sender
 from services.notify.settings import NotifySettings
 from services.notify.store import revoke_endpoint
@@ -150,11 +150,10 @@ class Notify:
     pool: asyncpg.Pool
     settings: NotifySettings
     deliverer: Deliverer
-    options: NoticeOptions
     resolve: Resolve
 
     async def feed(self, *envelopes: Envelope) -> None:
-        handlers = routes(self.options)
+        handlers = routes()
         for envelope in envelopes:
             await handle_once(self.pool, CONSUMER, handlers[envelope.type], envelope)
         self.deliverer.wake()
@@ -207,7 +206,6 @@ async def running_notify(
     kafka: KafkaAccess,
     smtp_port: int,
     *,
-    reservation_notices: bool = False,
     resolve: Resolve = fake_public_dns,
     **overrides: Any,
 ) -> AsyncIterator[Notify]:
@@ -224,7 +222,7 @@ async def running_notify(
     deliverer = Deliverer(pool, relay, settings, senders)
     await deliverer.start()
     try:
-        yield Notify(pool, settings, deliverer, NoticeOptions(reservation_notices=reservation_notices), resolve)
+        yield Notify(pool, settings, deliverer, resolve)
     finally:
         await deliverer.stop()
         await relay.stop()
@@ -297,7 +295,10 @@ def waitlisted(app_id: str, position: int) -> Envelope:
 
 
 def reserved(app_id: str, year: int, cents: int) -> Envelope:
-    event = ev.FundsReserved(application_id=app_id, fiscal_year=year, amount_cents=cents, ready_at=RECEIVED_AT)
+    """Provisional, as budget says with a withdrawal window: a reservation notice of its own is owed."""
+    event = ev.FundsReserved(
+        application_id=app_id, fiscal_year=year, amount_cents=cents, ready_at=RECEIVED_AT, provisional=True
+    )
     return wrap(event, app_id, "/egov/budget")
 
 
@@ -391,7 +392,7 @@ async def test_every_notice_type_arrives_signed_in_german_with_the_right_amounts
     receiver = await Receiver().start()
     before = counter("approved", "callback", "delivered")
     try:
-        async with running_notify(pg_admin_dsn, kafka, smtp_sink.port, reservation_notices=True) as notify:
+        async with running_notify(pg_admin_dsn, kafka, smtp_sink.port) as notify:
             secret = await notify.register(PORTAL, receiver.url)
             await notify.feed(*stream)
             mails_expected = [x for x in stream if x.type != ev.ApplicationRejected.wire_type()]
@@ -703,7 +704,7 @@ async def test_a_redelivered_event_creates_no_second_notice(notify: Notify, smtp
     await notify.wait_status([notice_id(receipt.id, "email")], "delivered")
     await notify.feed(receipt)  # the broker hands it over again
     # Past the inbox, the notice's stable id still refuses a second row.
-    await handle_once(notify.pool, "notify-other-consumer", routes(notify.options)[receipt.type], receipt)
+    await handle_once(notify.pool, "notify-other-consumer", routes()[receipt.type], receipt)
     await asyncio.sleep(0.5)
     assert await notify.pool.fetchval("SELECT count(*) FROM notices") == 1
     assert len(smtp_sink.for_application(receipt.subject)) == 1

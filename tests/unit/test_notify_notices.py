@@ -198,10 +198,11 @@ def test_a_submission_that_did_not_prove_its_portal_tells_that_portal_nothing() 
     assert notice_for(envelope(event), ev.ApplicationRejected) is None
 
 
-def test_a_reservation_is_told_only_when_asked_for_and_a_promotion_always() -> None:
+def test_a_reservation_is_told_only_when_provisional_and_a_promotion_always() -> None:
     event = ev.FundsReserved(application_id=APP_ID, fiscal_year=2027, amount_cents=f.REQUESTED, ready_at=RECEIVED)
     assert notice_for(envelope(event), ev.FundsReserved) is None
-    reserved = notice_for(envelope(event), ev.FundsReserved, NoticeContext(reservation_notices=True))
+    provisional = event.model_copy(update={"provisional": True})  # budget has a withdrawal window
+    reserved = notice_for(envelope(provisional), ev.FundsReserved)
     assert reserved is not None
     assert reserved.notice_type == "reserved"
     assert "96.000,00 €" in reserved.text

@@ -1,0 +1,149 @@
+"""The line engine: serve the line from the pots, commit what is due, make the one final decision.
+
+The event handlers (``handlers.py``), the administration commands (``admin.py``) and the
+background round (``lineserver.py``) all call into it. Every function here runs inside a
+transaction that holds the line lock (taken by the caller), so two instances never plan over
+the same money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from runtime.outbox import Outgoing
+from runtime.signing import Signer
+from schemas.envelope import Envelope, Event, utc_now
+from schemas.events import (
+    ApplicationDecided,
+    ApplicationWaitlisted,
+    Decision,
+    FundsCommitted,
+    FundsReserved,
+)
+from schemas.topics import topic_of
+from services.budget import store
+from services.budget.domain import Policy, QueuedApplication, final_decision, plan_service
+
+SOURCE = "/egov/budget"
+BUDGET_ACTOR = "budget"
+
+
+@dataclass(frozen=True)
+class LineSettings:
+    policy: Policy = "strict"
+    settle_seconds: float = 0.0
+    commit_after_seconds: float = 0.0
+    year_close_policy: str = "carry_over"
+    # Signs every application.decided, so a municipality or auditor can verify it offline.
+    signer: Signer | None = None
+
+    @property
+    def commits_at_once(self) -> bool:
+        """No withdrawal window: a reservation is committed and decided in the transaction that made it."""
+        return self.commit_after_seconds == 0
+
+
+def emit(
+    event: Event,
+    subject: str,
+    *,
+    cause: Envelope | None = None,
+    cause_id: str | None = None,
+    actor: str = BUDGET_ACTOR,
+) -> Outgoing:
+    envelope = Envelope.wrap(event, source=SOURCE, subject=subject, cause=cause, causation_id=cause_id, actor=actor)
+    return Outgoing(topic_of(type(event)), subject, envelope)
+
+
+async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelope | None) -> list[Outgoing]:
+    """Reserve for everyone the pots allow, in line order; tell newcomers where they stand."""
+    waiting = await store.waiting_line(conn, line.settle_seconds)
+    plan = plan_service(
+        [e.application for e in waiting],
+        await store.available_by_year(conn),
+        await store.paused_categories(conn),
+        line.policy,
+    )
+    entries = {e.application.application_id: e for e in waiting}
+    out: list[Outgoing] = []
+    for app in plan.served:
+        review_id = entries[app.application_id].cause_event_id
+        out.extend(await _reserve(conn, app, cause, review_id, provisional=not line.commits_at_once))
+    for place in plan.waiting:
+        entry = entries[place.application.application_id]
+        if entry.told_position is None and not place.provisional:
+            await store.tell_position(conn, entry.application.application_id, place.position)
+            told = ApplicationWaitlisted(
+                application_id=entry.application.application_id,
+                position=place.position,
+                reason=place.reason,
+                amount_cents=entry.application.amount_cents,
+                ready_at=entry.application.ready_at,
+            )
+            out.append(emit(told, entry.application.application_id, cause=cause, cause_id=entry.cause_event_id))
+    if line.commits_at_once:
+        out.extend(await commit_due(conn, line))
+    return out
+
+
+async def _reserve(
+    conn: asyncpg.Connection, app: QueuedApplication, cause: Envelope | None, review_id: str, *, provisional: bool
+) -> list[Outgoing]:
+    """``provisional``: the grant notice follows later, so the reservation is news of its own (for notify)."""
+    cause_id = cause.id if cause else review_id
+    out = []
+    for year, amount in sorted(app.funding.items()):
+        await store.reserve(conn, app.application_id, year, amount, app.ready_at, cause_id)
+        reserved = FundsReserved(
+            application_id=app.application_id,
+            fiscal_year=year,
+            amount_cents=amount,
+            ready_at=app.ready_at,
+            provisional=provisional,
+        )
+        out.append(emit(reserved, app.application_id, cause=cause, cause_id=review_id))
+    await store.set_line_status(conn, app.application_id, "reserved")
+    return out
+
+
+async def commit_due(conn: asyncpg.Connection, line: LineSettings) -> list[Outgoing]:
+    """Issue the grant notice for reservations past their withdrawal window: commit and decide."""
+    out: list[Outgoing] = []
+    for entry in await store.due_for_commit(conn, line.commit_after_seconds):
+        app = entry.application
+        for year, amount in sorted(app.funding.items()):
+            await store.commit(conn, app.application_id, year, amount, entry.cause_event_id)
+            committed = FundsCommitted(application_id=app.application_id, fiscal_year=year, amount_cents=amount)
+            out.append(emit(committed, app.application_id, cause_id=entry.cause_event_id))
+        await store.set_line_status(conn, app.application_id, "approved")
+        approved = final_decision(
+            app.application_id,
+            Decision.APPROVED,
+            funding=app.funding,
+            rules_version=entry.rules_version,
+            received_at=app.received_at,
+            decided_at=utc_now(),
+        )
+        out.extend(await decide(conn, approved, entry.cause_event_id, line.signer))
+    return out
+
+
+async def decide(
+    conn: asyncpg.Connection, decided: ApplicationDecided, cause_id: str, signer: Signer | None
+) -> list[Outgoing]:
+    """The one final decision per application; a second attempt emits nothing."""
+    first = await conn.fetchval(
+        "INSERT INTO decisions (application_id, decision, decided_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        decided.application_id,
+        decided.decision.value,
+        decided.decided_at,
+    )
+    if not first:
+        return []
+    outgoing = emit(decided, decided.application_id, cause_id=cause_id)
+    if signer is None:
+        return [outgoing]
+    return [Outgoing(outgoing.topic, outgoing.key, signer.sign(outgoing.envelope))]
