@@ -8,7 +8,8 @@ every failed rule, or needs_manual_review with why), recording the rules version
 finding. A redelivered event finds its inbox row; the same application under a new event id finds
 its ``reviews`` row (primary key): either way there is no second result.
 
-Caseworker queue (``api.py``, HTTP, bearer token per caseworker; the caseworker id is the principal):
+Caseworker queue (``api.py``, HTTP, bearer token per caseworker; the caseworker id is the principal;
+each action is a command in ``caseworker_commands.py`` over the pure rules in ``casework.py``):
 
     GET  /v1/cases[?status=open&status=proposed|waiting_documents|decided]  oldest receipt first
     GET  /v1/cases/{id}                    the case, its automatic findings and its history

@@ -20,7 +20,7 @@ from runtime.outbox import OutboxRelay, Outgoing, stage
 from runtime.problems import Problem, install_problem_handlers
 from schemas.application import FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
-from services.review import metrics, queue, store
+from services.review import caseworker_commands, metrics, store
 from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, Refused
 
 ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
@@ -122,7 +122,7 @@ def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
     )
 
 
-Command = Callable[[asyncpg.Connection], Awaitable[tuple[queue.Done, list[Outgoing]]]]
+Command = Callable[[asyncpg.Connection], Awaitable[tuple[caseworker_commands.Done, list[Outgoing]]]]
 
 
 def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
@@ -178,16 +178,18 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
     )
     async def decide(application_id: ApplicationId, body: DecisionRequest, actor: Caseworker) -> ActionResult:
         decision = Decision(ReviewOutcome(body.outcome), body.justification, actor, body.early_start_permitted)
-        return await run(lambda conn: queue.decide(conn, application_id, decision))
+        return await run(lambda conn: caseworker_commands.decide(conn, application_id, decision))
 
     @app.post("/v1/cases/{application_id}/confirmation", summary="Confirm a colleague's proposal (four eyes)")
     async def confirm(application_id: ApplicationId, actor: Caseworker) -> ActionResult:
-        return await run(lambda conn: queue.confirm(conn, application_id, actor))
+        return await run(lambda conn: caseworker_commands.confirm(conn, application_id, actor))
 
     @app.post("/v1/cases/{application_id}/document-requests", summary="Ask for missing documents; the case waits")
     async def request_documents(
         application_id: ApplicationId, body: DocumentsRequest, actor: Caseworker
     ) -> ActionResult:
-        return await run(lambda conn: queue.request_documents(conn, application_id, actor, body.documents, body.note))
+        return await run(
+            lambda conn: caseworker_commands.request_documents(conn, application_id, actor, body.documents, body.note)
+        )
 
     return app
