@@ -31,14 +31,13 @@ from standardwebhooks.webhooks import Webhook
 
 from runtime.consumer import handle_once
 from runtime.db import create_pool, migrate
-from runtime.locks import AdvisoryLock
 from runtime.kafka import KafkaAccess, make_producer
+from runtime.locks import AdvisoryLock
 from runtime.outbox import OutboxRelay
 from schemas import events as ev
 from schemas.application import FundingApplication, FundingYear
 from schemas.envelope import Envelope, Event
 from schemas.topics import NOTIFICATIONS, dead_letters
-from services.notify import store
 from services.notify.app import MIGRATIONS
 from services.notify.delivery import Deliverer
 from services.notify.destinations import Resolve
