@@ -50,7 +50,7 @@ from schemas.topics import REVIEWS, Topic, dead_letters
 from services.review import store
 from services.review.app import MIGRATIONS
 from services.review.handlers import automatic_review, case_flags, routes
-from services.review.replay import Measure
+from services.review.rereview import Measure
 from tests.support import TEST_SLOT, fresh_database, sample_application
 
 pytestmark = pytest.mark.integration

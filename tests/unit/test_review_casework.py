@@ -13,7 +13,7 @@ from services.review import casework
 from services.review.app import active_rules
 from services.review.casework import Case, CaseStatus, Decision, Final, Refused
 from services.review.domain import ReviewCase, review
-from services.review.replay import Measure, Recorded, replay
+from services.review.rereview import Measure, Recorded, replay
 from tests.unit.factories import RECEIVED_AT, amounts, funding_application
 
 pytestmark = pytest.mark.unit
