@@ -21,7 +21,7 @@ from runtime.problems import Problem, install_problem_handlers
 from schemas.application import FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from services.review import caseworker_commands, metrics, store
-from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, Refused
+from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, case_not_found
 
 ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
 DocumentKind = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
@@ -144,12 +144,9 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
     Caseworker = Annotated[str, Depends(caseworker)]
 
     async def run(command: Command) -> ActionResult:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                done, outgoing = await command(conn)
-                await stage(conn, outgoing)
-        except Refused as refused:
-            raise Problem(refused.status, refused.code, str(refused)) from refused
+        async with pool.acquire() as conn, conn.transaction():
+            done, outgoing = await command(conn)
+            await stage(conn, outgoing)
         relay.wake()
         metrics.CASEWORKER_ACTIONS.labels(done.action).inc()
         if done.status is CaseStatus.DECIDED:
@@ -170,7 +167,7 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
         async with pool.acquire() as conn:
             row = await store.case_row(conn, application_id)
             if row is None:
-                raise Problem(404, "case.not_found", f"No case {application_id} in the caseworker queue")
+                raise case_not_found(application_id)
             return _view(row, await store.actions(conn, application_id))
 
     @app.post(

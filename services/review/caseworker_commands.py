@@ -19,7 +19,7 @@ from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import ApplicationReceived, ApplicationReviewed, DocumentsRequested, ReviewProposed, RuleFinding
 from schemas.topics import REVIEWS
 from services.review import casework, store
-from services.review.casework import Case, CaseStatus, Decision, Final, Refused
+from services.review.casework import Case, CaseStatus, Decision, Final, case_not_found
 from services.review.handlers import SOURCE
 
 
@@ -36,7 +36,7 @@ class Done:
 async def _locked(conn: asyncpg.Connection, application_id: str) -> tuple[asyncpg.Record, Case]:
     row = await store.case_row(conn, application_id, for_update=True)
     if row is None:
-        raise Refused(404, "case.not_found", f"No case {application_id} in the caseworker queue")
+        raise case_not_found(application_id)
     return row, store.case_of(row)
 
 

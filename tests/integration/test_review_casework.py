@@ -14,13 +14,14 @@ import pytest
 from runtime.consumer import handle_once
 from runtime.db import create_pool, migrate
 from runtime.outbox import Outgoing, stage
+from runtime.refusals import Refused
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
 from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome
 from schemas.rules import RULES_DIR, Rules, load_rules
 from services.review import caseworker_commands
 from services.review.app import MIGRATIONS
-from services.review.casework import Decision, Refused
+from services.review.casework import Decision
 from services.review.handlers import routes
 from tests.support import TEST_SLOT, fresh_database, sample_application
 
