@@ -16,14 +16,16 @@ import asyncpg
 from fastapi import Depends, FastAPI, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtime.credentials import bearer_token
 from runtime.outbox import OutboxRelay, Outgoing, stage
-from runtime.problems import Problem, install_problem_handlers
+from runtime.problems import bearer_required, install_problem_handlers
 from schemas.application import FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from services.review import caseworker_commands, metrics, store
 from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, case_not_found
 
 ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
+REALM = "egov-review"
 DocumentKind = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
 
 
@@ -130,15 +132,10 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
     install_problem_handlers(app)
 
     async def caseworker(authorization: Annotated[str | None, Header()] = None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        principal = await store.caseworker_for_token(pool, token.strip()) if scheme.lower() == "bearer" else None
+        token = bearer_token(authorization)
+        principal = await store.caseworker_for_token(pool, token) if token else None
         if principal is None:
-            raise Problem(
-                401,
-                "auth.required",
-                "A valid caseworker token is required",
-                headers={"WWW-Authenticate": 'Bearer realm="egov-review"'},
-            )
+            raise bearer_required(REALM, "A valid caseworker token is required")
         return principal
 
     Caseworker = Annotated[str, Depends(caseworker)]
