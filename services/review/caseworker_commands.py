@@ -16,10 +16,11 @@ import asyncpg
 
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import ApplicationReceived, ApplicationReviewed, DocumentsRequested, ReviewProposed, RuleFinding
+from schemas.events import ApplicationReceived, DocumentsRequested, ReviewProposed, RuleFinding
 from schemas.topics import REVIEWS
 from services.review import casework, store
 from services.review.casework import Case, CaseStatus, Decision, Final, case_not_found
+from services.review.domain import application_reviewed
 from services.review.handlers import SOURCE
 
 
@@ -94,18 +95,9 @@ async def _take_effect(
 ) -> tuple[Done, list[Outgoing]]:
     received = ApplicationReceived.model_validate_json(row["received_event"])
     automatic = [RuleFinding.model_validate(f) for f in json.loads(row["findings"])]
-    project = received.application.project
-    reviewed = ApplicationReviewed(
-        application_id=received.application_id,
-        outcome=final.decision.outcome,
-        rules_version=row["rules_version"],
-        findings=[*automatic, *casework.caseworker_findings(final)],
-        reviewer=final.reviewer,
-        category=project.category,
-        amount_cents=project.requested_amount_cents,
-        funding=project.funding,
-        received_at=received.received_at,
-        ready_at=now,
+    findings = [*automatic, *casework.caseworker_findings(final)]
+    reviewed = application_reviewed(
+        received, final.decision.outcome, row["rules_version"], findings, final.reviewer, now
     )
     envelope = _wrap(reviewed, row, final.reviewer, now)
     await store.save_decision(conn, received.application_id, final.decision.outcome, final.reviewer, envelope.id, now)

@@ -10,15 +10,14 @@ import asyncpg
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, utc_now
-from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome, RuleFinding
+from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from schemas.rules import Rules
 from schemas.topics import REVIEWS
 from services.review import metrics, store
 from services.review.casework import EARLY_START_RULE, FOUR_EYES_RULE, needs_person_for
-from services.review.domain import ReviewCase, review
+from services.review.domain import AUTOMATIC, ReviewCase, application_reviewed, review
 
 SOURCE = "/egov/review"
-AUTOMATIC = "automatic"
 
 
 def automatic_review(
@@ -26,19 +25,7 @@ def automatic_review(
 ) -> tuple[ReviewOutcome, list[RuleFinding], Envelope]:
     """Run every rule and wrap the result as the event that names the received one as its cause."""
     outcome, findings = review(ReviewCase(received.application, received.received_at, competing), rules)
-    project = received.application.project
-    result = ApplicationReviewed(
-        application_id=received.application_id,
-        outcome=outcome,
-        rules_version=rules.version,
-        findings=findings,
-        reviewer=AUTOMATIC,
-        category=project.category,
-        amount_cents=project.requested_amount_cents,
-        funding=project.funding,
-        received_at=received.received_at,
-        ready_at=reviewed_at,
-    )
+    result = application_reviewed(received, outcome, rules.version, findings, AUTOMATIC, reviewed_at)
     wrapped = Envelope.wrap(
         result, source=SOURCE, subject=received.application_id, cause=envelope, actor=AUTOMATIC, time=reviewed_at
     )
