@@ -8,7 +8,6 @@ naming the caseworker, staged in the same transaction as the case's new state.
 
 # No ``from __future__ import annotations``: FastAPI must see the route-local ``Caseworker`` dependency.
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,13 +15,14 @@ import asyncpg
 from fastapi import Depends, FastAPI, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtime.commands import Command, CommandRunner
 from runtime.credentials import bearer_token
-from runtime.outbox import OutboxRelay, Outgoing, stage
 from runtime.problems import bearer_required, install_problem_handlers
 from schemas.application import FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
-from services.review import caseworker_commands, metrics, store
+from services.review import caseworker_commands, store
 from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, case_not_found
+from services.review.caseworker_commands import Done
 
 ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
 REALM = "egov-review"
@@ -124,10 +124,8 @@ def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
     )
 
 
-Command = Callable[[asyncpg.Connection], Awaitable[tuple[caseworker_commands.Done, list[Outgoing]]]]
-
-
-def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
+def build_api(pool: asyncpg.Pool, commands: CommandRunner) -> FastAPI:
+    """``pool`` for reads and tokens; ``commands`` runs each caseworker action in its one transaction."""
     app = FastAPI(title="Thüringen E-Government funding: review and caseworker queue", version="1.0.0")
     install_problem_handlers(app)
 
@@ -140,14 +138,8 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
 
     Caseworker = Annotated[str, Depends(caseworker)]
 
-    async def run(command: Command) -> ActionResult:
-        async with pool.acquire() as conn, conn.transaction():
-            done, outgoing = await command(conn)
-            await stage(conn, outgoing)
-        relay.wake()
-        metrics.CASEWORKER_ACTIONS.labels(done.action).inc()
-        if done.status is CaseStatus.DECIDED:
-            metrics.REVIEWS.labels(outgoing[0].envelope.data["outcome"], "caseworker").inc()
+    async def run(command: Command[Done]) -> ActionResult:
+        done = await commands.run(command)
         return ActionResult(application_id=done.application_id, status=done.status, event_id=done.event_id)
 
     @app.get("/v1/cases", summary="Cases that need a person, oldest receipt first")

@@ -36,6 +36,15 @@ class CaseStatus(StrEnum):
 AWAITING_A_PERSON = (CaseStatus.OPEN, CaseStatus.PROPOSED)
 
 
+class Action(StrEnum):
+    """What a caseworker did: the case history's ``action`` and the metric's label."""
+
+    DECIDED = "decided"
+    PROPOSED = "proposed"
+    CONFIRMED = "confirmed"
+    DOCUMENTS_REQUESTED = "documents_requested"
+
+
 @dataclass(frozen=True)
 class Decision:
     """A caseworker's verdict, with the written justification and (if requested) the early-start decision."""
@@ -114,6 +123,11 @@ def request_documents(case: Case, documents: list[str], note: str | None) -> str
 
 def _finding(rule_id: str, passed: bool, de: str, en: str) -> RuleFinding:
     return RuleFinding(rule_id=rule_id, passed=passed, message_de=de, message_en=en)
+
+
+def decision_action(findings: list[RuleFinding]) -> Action:
+    """Which action made a caseworker's review take effect: only a confirmation adds the four-eyes finding."""
+    return Action.CONFIRMED if any(f.rule_id == FOUR_EYES_FINDING for f in findings) else Action.DECIDED
 
 
 def caseworker_findings(final: Final) -> list[RuleFinding]:

@@ -19,7 +19,7 @@ from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import ApplicationReceived, DocumentsRequested, ReviewProposed, RuleFinding
 from schemas.topics import REVIEWS
 from services.review import casework, store
-from services.review.casework import Case, CaseStatus, Decision, Final, case_not_found
+from services.review.casework import Action, Case, CaseStatus, Decision, Final, case_not_found
 from services.review.domain import application_reviewed
 from services.review.handlers import SOURCE
 
@@ -30,7 +30,6 @@ class Done:
 
     application_id: str
     status: CaseStatus
-    action: str
     event_id: str
 
 
@@ -51,7 +50,7 @@ async def decide(conn: asyncpg.Connection, application_id: str, decision: Decisi
     step = casework.decide(case, decision)
     now = utc_now()
     if isinstance(step, Final):
-        return await _take_effect(conn, row, step, "decided", now)
+        return await _take_effect(conn, row, step, Action.DECIDED, now)
     proposed = ReviewProposed(
         application_id=application_id,
         proposed_by=step.caseworker,
@@ -63,14 +62,14 @@ async def decide(conn: asyncpg.Connection, application_id: str, decision: Decisi
     )
     envelope = _wrap(proposed, row, step.caseworker, now)
     await store.save_proposal(conn, application_id, step, envelope.id, now)
-    await store.add_action(conn, application_id, "proposed", step.caseworker, _detail(step), envelope.id, now)
-    done = Done(application_id, CaseStatus.PROPOSED, "proposed", envelope.id)
+    await store.add_action(conn, application_id, Action.PROPOSED, step.caseworker, _detail(step), envelope.id, now)
+    done = Done(application_id, CaseStatus.PROPOSED, envelope.id)
     return done, [Outgoing(REVIEWS, application_id, envelope)]
 
 
 async def confirm(conn: asyncpg.Connection, application_id: str, caseworker: str) -> tuple[Done, list[Outgoing]]:
     row, case = await _locked(conn, application_id)
-    return await _take_effect(conn, row, casework.confirm(case, caseworker), "confirmed", utc_now())
+    return await _take_effect(conn, row, casework.confirm(case, caseworker), Action.CONFIRMED, utc_now())
 
 
 async def request_documents(
@@ -85,13 +84,13 @@ async def request_documents(
     envelope = _wrap(requested, row, caseworker, now)
     await store.save_waiting(conn, application_id, envelope.id, now)
     detail = {"documents": documents, "note": note}
-    await store.add_action(conn, application_id, "documents_requested", caseworker, detail, envelope.id, now)
-    done = Done(application_id, CaseStatus.WAITING_DOCUMENTS, "documents_requested", envelope.id)
+    await store.add_action(conn, application_id, Action.DOCUMENTS_REQUESTED, caseworker, detail, envelope.id, now)
+    done = Done(application_id, CaseStatus.WAITING_DOCUMENTS, envelope.id)
     return done, [Outgoing(REVIEWS, application_id, envelope)]
 
 
 async def _take_effect(
-    conn: asyncpg.Connection, row: asyncpg.Record, final: Final, action: str, now: datetime
+    conn: asyncpg.Connection, row: asyncpg.Record, final: Final, action: Action, now: datetime
 ) -> tuple[Done, list[Outgoing]]:
     received = ApplicationReceived.model_validate_json(row["received_event"])
     automatic = [RuleFinding.model_validate(f) for f in json.loads(row["findings"])]
@@ -103,7 +102,7 @@ async def _take_effect(
     await store.save_decision(conn, received.application_id, final.decision.outcome, final.reviewer, envelope.id, now)
     detail = _detail(final.decision) | {"confirmed_by": final.confirmed_by}
     await store.add_action(conn, received.application_id, action, final.reviewer, detail, envelope.id, now)
-    done = Done(received.application_id, CaseStatus.DECIDED, action, envelope.id)
+    done = Done(received.application_id, CaseStatus.DECIDED, envelope.id)
     return done, [Outgoing(REVIEWS, received.application_id, envelope)]
 
 

@@ -13,7 +13,7 @@ from schemas.envelope import Envelope, utc_now
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from schemas.rules import Rules
 from schemas.topics import REVIEWS
-from services.review import metrics, store
+from services.review import store
 from services.review.casework import EARLY_START_RULE, FOUR_EYES_RULE, needs_person_for
 from services.review.domain import AUTOMATIC, ReviewCase, application_reviewed, review
 
@@ -49,7 +49,6 @@ async def on_received(conn: asyncpg.Connection, envelope: Envelope, rules: Rules
         return ()  # reviewed before, under another event id: one review result per application
     if outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
         await store.open_case(conn, received.application_id, **case_flags(findings), event_id=result.id, at=reviewed_at)
-    metrics.REVIEWS.labels(outcome.value, AUTOMATIC).inc()
     return [Outgoing(REVIEWS, received.application_id, result)]
 
 
