@@ -28,5 +28,6 @@ cases reviewed after the service loaded it, earlier reviews and their cases keep
 ``python -m services.review.whatif --rules FILE --from DATE --to DATE`` replays a period under
 another version and prints how outcomes would change, emitting nothing.
 
-Metrics: ``egov_reviews_total{outcome,reviewer}`` and ``egov_caseworker_actions_total{action}``.
+Metrics: ``egov_reviews_total{outcome,reviewer}`` and ``egov_caseworker_actions_total{action}``, counted
+in ``metrics.py`` from the events a transaction staged, once it committed (consumer and commands alike).
 """

@@ -24,8 +24,8 @@ from services.review import caseworker_commands, store
 from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, case_not_found
 from services.review.caseworker_commands import Done
 
-ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
 REALM = "egov-review"
+ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
 DocumentKind = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
 
 

@@ -1,5 +1,6 @@
 """Caseworker actions as commands. Each locks the case, asks the pure casework rules, records the
-action and returns the event that names the caseworker, all in the caller's transaction.
+action and returns the event that names the caseworker, all in the caller's transaction: the
+``CommandRunner`` (``api.py``) stages that event in it, and its committed hook counts the metrics.
 
 A decision that takes effect is an ``application.reviewed`` with ``reviewer`` = the caseworker,
 the rules version of the case's automatic review (the findings the caseworker judged were made
