@@ -2,7 +2,7 @@
 
 Outcomes are written in batches, one transaction for all that finished meanwhile, so the cost
 of a commit is shared by many attempts. A notice given up also goes to notify's dead-letter
-topic, where an operator finds it (``python -m services.notify.replay``). If an outcome cannot
+topic, where an operator finds it (``python -m services.notify.redeliver``). If an outcome cannot
 be written (the database is away) it is retried; should the process die first, the notice's
 lease runs out and it is attempted again under the same id, which receivers de-duplicate.
 """

@@ -227,7 +227,7 @@ async def release(pool: asyncpg.Pool, notice_ids: list[uuid.UUID]) -> None:
     )
 
 
-async def replay(conn: asyncpg.Connection, notice_id: uuid.UUID) -> asyncpg.Record | None:
+async def due_again(conn: asyncpg.Connection, notice_id: uuid.UUID) -> asyncpg.Record | None:
     """A failed notice becomes due again with a fresh attempt budget; its id stays the same."""
     return await conn.fetchrow(
         "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_until = NULL,"

@@ -8,7 +8,8 @@ every failed rule, or needs_manual_review with why), recording the rules version
 finding. A redelivered event finds its inbox row; the same application under a new event id finds
 its ``reviews`` row (primary key): either way there is no second result.
 
-Caseworker queue (``api.py``, HTTP, bearer token per caseworker; the caseworker id is the principal):
+Caseworker queue (``api.py``, HTTP, bearer token per caseworker; the caseworker id is the principal;
+each action is a command in ``caseworker_commands.py`` over the pure rules in ``casework.py``):
 
     GET  /v1/cases[?status=open&status=proposed|waiting_documents|decided]  oldest receipt first
     GET  /v1/cases/{id}                    the case, its automatic findings and its history
@@ -27,5 +28,6 @@ cases reviewed after the service loaded it, earlier reviews and their cases keep
 ``python -m services.review.whatif --rules FILE --from DATE --to DATE`` replays a period under
 another version and prints how outcomes would change, emitting nothing.
 
-Metrics: ``egov_reviews_total{outcome,reviewer}`` and ``egov_caseworker_actions_total{action}``.
+Metrics: ``egov_reviews_total{outcome,reviewer}`` and ``egov_caseworker_actions_total{action}``, counted
+in ``metrics.py`` from the events a transaction staged, once it committed (consumer and commands alike).
 """

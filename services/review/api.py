@@ -8,7 +8,6 @@ naming the caseworker, staged in the same transaction as the case's new state.
 
 # No ``from __future__ import annotations``: FastAPI must see the route-local ``Caseworker`` dependency.
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,13 +15,16 @@ import asyncpg
 from fastapi import Depends, FastAPI, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.outbox import OutboxRelay, Outgoing, stage
-from runtime.problems import Problem, install_problem_handlers
+from runtime.commands import Command, CommandRunner
+from runtime.credentials import bearer_token
+from runtime.problems import bearer_required, install_problem_handlers
 from schemas.application import FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
-from services.review import metrics, queue, store
-from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, Refused
+from services.review import caseworker_commands, store
+from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, case_not_found
+from services.review.caseworker_commands import Done
 
+REALM = "egov-review"
 ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
 DocumentKind = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
 
@@ -122,38 +124,22 @@ def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
     )
 
 
-Command = Callable[[asyncpg.Connection], Awaitable[tuple[queue.Done, list[Outgoing]]]]
-
-
-def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
+def build_api(pool: asyncpg.Pool, commands: CommandRunner) -> FastAPI:
+    """``pool`` for reads and tokens; ``commands`` runs each caseworker action in its one transaction."""
     app = FastAPI(title="Thüringen E-Government funding: review and caseworker queue", version="1.0.0")
     install_problem_handlers(app)
 
     async def caseworker(authorization: Annotated[str | None, Header()] = None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        principal = await store.caseworker_for_token(pool, token.strip()) if scheme.lower() == "bearer" else None
+        token = bearer_token(authorization)
+        principal = await store.caseworker_for_token(pool, token) if token else None
         if principal is None:
-            raise Problem(
-                401,
-                "auth.required",
-                "A valid caseworker token is required",
-                headers={"WWW-Authenticate": 'Bearer realm="egov-review"'},
-            )
+            raise bearer_required(REALM, "A valid caseworker token is required")
         return principal
 
     Caseworker = Annotated[str, Depends(caseworker)]
 
-    async def run(command: Command) -> ActionResult:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                done, outgoing = await command(conn)
-                await stage(conn, outgoing)
-        except Refused as refused:
-            raise Problem(refused.status, refused.code, str(refused)) from refused
-        relay.wake()
-        metrics.CASEWORKER_ACTIONS.labels(done.action).inc()
-        if done.status is CaseStatus.DECIDED:
-            metrics.REVIEWS.labels(outgoing[0].envelope.data["outcome"], "caseworker").inc()
+    async def run(command: Command[Done]) -> ActionResult:
+        done = await commands.run(command)
         return ActionResult(application_id=done.application_id, status=done.status, event_id=done.event_id)
 
     @app.get("/v1/cases", summary="Cases that need a person, oldest receipt first")
@@ -170,7 +156,7 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
         async with pool.acquire() as conn:
             row = await store.case_row(conn, application_id)
             if row is None:
-                raise Problem(404, "case.not_found", f"No case {application_id} in the caseworker queue")
+                raise case_not_found(application_id)
             return _view(row, await store.actions(conn, application_id))
 
     @app.post(
@@ -178,16 +164,18 @@ def build_api(pool: asyncpg.Pool, relay: OutboxRelay) -> FastAPI:
     )
     async def decide(application_id: ApplicationId, body: DecisionRequest, actor: Caseworker) -> ActionResult:
         decision = Decision(ReviewOutcome(body.outcome), body.justification, actor, body.early_start_permitted)
-        return await run(lambda conn: queue.decide(conn, application_id, decision))
+        return await run(lambda conn: caseworker_commands.decide(conn, application_id, decision))
 
     @app.post("/v1/cases/{application_id}/confirmation", summary="Confirm a colleague's proposal (four eyes)")
     async def confirm(application_id: ApplicationId, actor: Caseworker) -> ActionResult:
-        return await run(lambda conn: queue.confirm(conn, application_id, actor))
+        return await run(lambda conn: caseworker_commands.confirm(conn, application_id, actor))
 
     @app.post("/v1/cases/{application_id}/document-requests", summary="Ask for missing documents; the case waits")
     async def request_documents(
         application_id: ApplicationId, body: DocumentsRequest, actor: Caseworker
     ) -> ActionResult:
-        return await run(lambda conn: queue.request_documents(conn, application_id, actor, body.documents, body.note))
+        return await run(
+            lambda conn: caseworker_commands.request_documents(conn, application_id, actor, body.documents, body.note)
+        )
 
     return app

@@ -18,6 +18,7 @@ from schemas.rules import Rules, RulesFileError, load_rules
 from schemas.topics import APPLICATIONS
 from services.review.api import build_api
 from services.review.handlers import routes
+from services.review.metrics import counted
 from services.review.settings import ReviewSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,6 +41,8 @@ async def main() -> None:
     pool = await kit.database(MIGRATIONS)
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
-    kit.consume("automatic", [APPLICATIONS], routes(rules), pool=pool, producer=producer, relay=relay)
-    kit.serve_http(build_api(pool, relay))
+    kit.consume(
+        "automatic", [APPLICATIONS], routes(rules), pool=pool, producer=producer, relay=relay, committed=counted
+    )
+    kit.serve_http(build_api(pool, kit.commands(pool, relay, counted)))
     await kit.run()

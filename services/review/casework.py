@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from runtime.refusals import Refusal, Refused
 from schemas.events import ReviewOutcome, RuleFinding
 
 FOUR_EYES_RULE = "R09-four-eyes"
@@ -35,12 +36,13 @@ class CaseStatus(StrEnum):
 AWAITING_A_PERSON = (CaseStatus.OPEN, CaseStatus.PROPOSED)
 
 
-class Refused(Exception):
-    """The action is not allowed on this case; ``code`` is the stable problem code."""
+class Action(StrEnum):
+    """What a caseworker did: the case history's ``action`` and the metric's label."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
+    DECIDED = "decided"
+    PROPOSED = "proposed"
+    CONFIRMED = "confirmed"
+    DOCUMENTS_REQUESTED = "documents_requested"
 
 
 @dataclass(frozen=True)
@@ -78,30 +80,36 @@ def needs_person_for(findings: list[RuleFinding], rule_id: str) -> bool:
     return any(f.rule_id == rule_id and f.needs_person for f in findings)
 
 
+def case_not_found(application_id: str) -> Refused:
+    return Refused(Refusal.NOT_FOUND, "case.not_found", f"No case {application_id} in the caseworker queue")
+
+
 def _undecided(case: Case) -> None:
     if case.status is CaseStatus.DECIDED:
-        raise Refused(409, "case.already_decided", f"Case {case.application_id} is already decided")
+        raise Refused(Refusal.CONFLICT, "case.already_decided", f"Case {case.application_id} is already decided")
 
 
 def decide(case: Case, decision: Decision) -> Decision | Final:
     """A ``Final`` decision below the four-eyes threshold; above it the decision comes back as a proposal."""
     _undecided(case)
     if decision.outcome not in VERDICTS:
-        raise Refused(422, "case.outcome_invalid", "A caseworker decides eligible or ineligible")
+        raise Refused(Refusal.INVALID, "case.outcome_invalid", "A caseworker decides eligible or ineligible")
     if case.early_start and decision.early_start_permitted is None:
-        raise Refused(422, "case.early_start_undecided", "The early-start request needs its own decision")
+        raise Refused(Refusal.INVALID, "case.early_start_undecided", "The early-start request needs its own decision")
     if not case.early_start and decision.early_start_permitted is not None:
-        raise Refused(422, "case.early_start_not_requested", "No early start was requested for this case")
+        raise Refused(Refusal.INVALID, "case.early_start_not_requested", "No early start was requested for this case")
     return decision if case.four_eyes else Final(decision)
 
 
 def confirm(case: Case, caseworker: str) -> Final:
     _undecided(case)
     if case.status is not CaseStatus.PROPOSED or case.proposal is None:
-        raise Refused(409, "case.no_proposal", f"Case {case.application_id} has no proposal to confirm")
+        raise Refused(Refusal.CONFLICT, "case.no_proposal", f"Case {case.application_id} has no proposal to confirm")
     if case.proposal.caseworker == caseworker:
         raise Refused(
-            403, "review.four_eyes_same_caseworker", "A second, different caseworker must confirm this proposal"
+            Refusal.FORBIDDEN,
+            "review.four_eyes_same_caseworker",
+            "A second, different caseworker must confirm this proposal",
         )
     return Final(case.proposal, confirmed_by=caseworker)
 
@@ -115,6 +123,11 @@ def request_documents(case: Case, documents: list[str], note: str | None) -> str
 
 def _finding(rule_id: str, passed: bool, de: str, en: str) -> RuleFinding:
     return RuleFinding(rule_id=rule_id, passed=passed, message_de=de, message_en=en)
+
+
+def decision_action(findings: list[RuleFinding]) -> Action:
+    """Which action made a caseworker's review take effect: only a confirmation adds the four-eyes finding."""
+    return Action.CONFIRMED if any(f.rule_id == FOUR_EYES_FINDING for f in findings) else Action.DECIDED
 
 
 def caseworker_findings(final: Final) -> list[RuleFinding]:

@@ -15,7 +15,7 @@ from runtime.credentials import new_token
 from runtime.db import create_pool, migrate
 from services.review import store
 from services.review.app import MIGRATIONS
-from services.review.handlers import AUTOMATIC
+from services.review.domain import AUTOMATIC
 from services.review.settings import ReviewSettings
 
 # Short, log-safe ids (e.g. "sb-mueller-3"); never an e-mail address.

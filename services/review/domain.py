@@ -2,7 +2,8 @@
 
 ``review(case, rules)`` runs every rule and derives the outcome: any failed rule
 makes the application ineligible; otherwise any finding that needs a person
-sends it to the caseworker queue; otherwise it is eligible.
+sends it to the caseworker queue; otherwise it is eligible. ``application_reviewed``
+builds the one event a review result becomes, automatic or a caseworker's.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.application import FundingApplication, Municipality
-from schemas.events import ReviewOutcome, RuleFinding
+from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome, RuleFinding
 from schemas.rules import Rules
+
+# The reviewer of an automatic review; a caseworker's review names the caseworker.
+AUTOMATIC = "automatic"
 
 
 @dataclass(frozen=True)
@@ -197,3 +201,27 @@ def review(case: ReviewCase, rules: Rules) -> tuple[ReviewOutcome, list[RuleFind
     if any(f.needs_person for f in findings):
         return ReviewOutcome.NEEDS_MANUAL_REVIEW, findings
     return ReviewOutcome.ELIGIBLE, findings
+
+
+def application_reviewed(
+    received: ApplicationReceived,
+    outcome: ReviewOutcome,
+    rules_version: str,
+    findings: list[RuleFinding],
+    reviewer: str,
+    ready_at: datetime,
+) -> ApplicationReviewed:
+    """The review result as the event budget and notify read: the project's facts come from the receipt."""
+    project = received.application.project
+    return ApplicationReviewed(
+        application_id=received.application_id,
+        outcome=outcome,
+        rules_version=rules_version,
+        findings=findings,
+        reviewer=reviewer,
+        category=project.category,
+        amount_cents=project.requested_amount_cents,
+        funding=project.funding,
+        received_at=received.received_at,
+        ready_at=ready_at,
+    )

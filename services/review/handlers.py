@@ -1,8 +1,13 @@
-"""Review's handlers: one function per event type; routing is the dict at the bottom."""
+"""Review's handlers: one function per event type; routing is the dict at the bottom.
+
+Each handler loads the facts it needs, asks a pure function what to do (``automatic_review``, tested
+without PostgreSQL in ``tests/unit/test_review_handlers.py``) and writes what that returned.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -10,60 +15,69 @@ import asyncpg
 from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, utc_now
-from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome, RuleFinding
+from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from schemas.rules import Rules
 from schemas.topics import REVIEWS
-from services.review import metrics, store
+from services.review import store
 from services.review.casework import EARLY_START_RULE, FOUR_EYES_RULE, needs_person_for
-from services.review.domain import ReviewCase, review
+from services.review.domain import AUTOMATIC, ReviewCase, application_reviewed, review
 
 SOURCE = "/egov/review"
-AUTOMATIC = "automatic"
+
+
+@dataclass(frozen=True)
+class CaseFlags:
+    """Why a person must look: the amount needs four eyes, or an early start needs its own decision."""
+
+    four_eyes: bool
+    early_start: bool
+
+    @classmethod
+    def of(cls, findings: list[RuleFinding]) -> CaseFlags:
+        return cls(needs_person_for(findings, FOUR_EYES_RULE), needs_person_for(findings, EARLY_START_RULE))
+
+
+@dataclass(frozen=True)
+class AutomaticReview:
+    """What the automatic review decided: the result, the event that carries it, and a case if a person must look."""
+
+    outcome: ReviewOutcome
+    findings: list[RuleFinding]
+    event: Envelope
+    case: CaseFlags | None
 
 
 def automatic_review(
     envelope: Envelope, received: ApplicationReceived, rules: Rules, competing: tuple[str, ...], reviewed_at: datetime
-) -> tuple[ReviewOutcome, list[RuleFinding], Envelope]:
+) -> AutomaticReview:
     """Run every rule and wrap the result as the event that names the received one as its cause."""
     outcome, findings = review(ReviewCase(received.application, received.received_at, competing), rules)
-    project = received.application.project
-    result = ApplicationReviewed(
-        application_id=received.application_id,
-        outcome=outcome,
-        rules_version=rules.version,
-        findings=findings,
-        reviewer=AUTOMATIC,
-        category=project.category,
-        amount_cents=project.requested_amount_cents,
-        funding=project.funding,
-        received_at=received.received_at,
-        ready_at=reviewed_at,
-    )
-    wrapped = Envelope.wrap(
+    result = application_reviewed(received, outcome, rules.version, findings, AUTOMATIC, reviewed_at)
+    event = Envelope.wrap(
         result, source=SOURCE, subject=received.application_id, cause=envelope, actor=AUTOMATIC, time=reviewed_at
     )
-    return outcome, findings, wrapped
-
-
-def case_flags(findings: list[RuleFinding]) -> dict[str, bool]:
-    """Why a person must look: the amount needs four eyes, or an early start needs its own decision."""
-    return {
-        "four_eyes": needs_person_for(findings, FOUR_EYES_RULE),
-        "early_start": needs_person_for(findings, EARLY_START_RULE),
-    }
+    case = CaseFlags.of(findings) if outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW else None
+    return AutomaticReview(outcome, findings, event, case)
 
 
 async def on_received(conn: asyncpg.Connection, envelope: Envelope, rules: Rules) -> Sequence[Outgoing]:
     received = envelope.payload(ApplicationReceived)
     competing = await store.competing_applications(conn, received)
     reviewed_at = utc_now()
-    outcome, findings, result = automatic_review(envelope, received, rules, competing, reviewed_at)
-    if not await store.record_review(conn, received, outcome, rules.version, findings, reviewed_at):
+    decided = automatic_review(envelope, received, rules, competing, reviewed_at)
+    if not await store.record_review(conn, received, decided.outcome, rules.version, decided.findings, reviewed_at):
         return ()  # reviewed before, under another event id: one review result per application
-    if outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
-        await store.open_case(conn, received.application_id, **case_flags(findings), event_id=result.id, at=reviewed_at)
-    metrics.REVIEWS.labels(outcome.value, AUTOMATIC).inc()
-    return [Outgoing(REVIEWS, received.application_id, result)]
+    if decided.case is not None:
+        flags = decided.case
+        await store.open_case(
+            conn,
+            received.application_id,
+            four_eyes=flags.four_eyes,
+            early_start=flags.early_start,
+            event_id=decided.event.id,
+            at=reviewed_at,
+        )
+    return [Outgoing(REVIEWS, received.application_id, decided.event)]
 
 
 def routes(rules: Rules) -> dict[str, Handler]:

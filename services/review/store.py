@@ -10,7 +10,7 @@ import asyncpg
 
 from runtime.credentials import token_digest
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
-from services.review.casework import Case, CaseStatus, Decision
+from services.review.casework import Action, Case, CaseStatus, Decision
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -198,7 +198,7 @@ async def save_waiting(conn: asyncpg.Connection, application_id: str, event_id: 
 async def add_action(
     conn: asyncpg.Connection,
     application_id: str,
-    action: str,
+    action: Action,
     caseworker: str,
     detail: dict[str, Any],
     event_id: str,
@@ -208,7 +208,7 @@ async def add_action(
         "INSERT INTO case_actions (application_id, action, caseworker_id, detail, event_id, at)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
         application_id,
-        action,
+        action.value,
         caseworker,
         json.dumps(detail),
         event_id,

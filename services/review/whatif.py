@@ -24,7 +24,7 @@ from runtime.db import create_pool
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from schemas.rules import Rules, RulesFileError, load_rules
 from services.review import store
-from services.review.replay import Measure, Recorded, Replayed, changes, replay
+from services.review.rereview import Measure, Recorded, Replayed, changes, replay
 from services.review.settings import ReviewSettings
 
 

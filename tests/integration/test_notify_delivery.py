@@ -1,4 +1,4 @@
-"""Notify delivers every notice by signed callback and e-mail, retries, dead-letters, and replays.
+"""Notify delivers every notice by signed callback and e-mail, retries, dead-letters, and redelivers.
 
 Real PostgreSQL (a fresh database per test), the real broker (notification events and the
 dead-letter topic), a real SMTP server and real HTTP receivers on 127.0.0.1. Events go through
@@ -550,7 +550,7 @@ async def test_a_receiver_that_is_down_gets_the_notice_after_it_comes_back(notif
     assert [c.webhook_id for c in receiver.calls] == [str(callback)]
 
 
-async def test_a_receiver_that_never_comes_back_ends_in_the_dead_letter_topic_and_can_be_replayed(
+async def test_a_receiver_that_never_comes_back_ends_in_the_dead_letter_topic_and_can_be_redelivered(
     pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink
 ) -> None:
     async with running_notify(pg_admin_dsn, kafka, smtp_sink.port, max_attempts=3) as notify:
@@ -575,12 +575,12 @@ async def test_a_receiver_that_never_comes_back_ends_in_the_dead_letter_topic_an
         events = await notification_events(kafka, {str(callback)}, lambda seen: len(seen) >= 3)
         assert [x.data["will_retry"] for x in events] == [True, True, False]
 
-        # The operator brings the receiver back and replays the notice: same id, delivered once.
+        # The operator brings the receiver back and redelivers the notice: same id, delivered once.
         await receiver.start()
         try:
             env = {**os.environ, "NOTIFY_DATABASE_URL": notify.settings.dsn}
             replay = subprocess.run(
-                [sys.executable, "-m", "services.notify.replay", str(callback)],
+                [sys.executable, "-m", "services.notify.redeliver", str(callback)],
                 cwd=REPO, env=env, capture_output=True, text=True, timeout=30, check=False,
             )  # fmt: skip
             assert replay.returncode == 0, replay.stderr
@@ -591,7 +591,7 @@ async def test_a_receiver_that_never_comes_back_ends_in_the_dead_letter_topic_an
             await receiver.stop()
         assert [c.webhook_id for c in receiver.accepted] == [str(callback)]
         again = subprocess.run(
-            [sys.executable, "-m", "services.notify.replay", str(callback)],
+            [sys.executable, "-m", "services.notify.redeliver", str(callback)],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert again.returncode == 1, "a delivered notice is not replayed"

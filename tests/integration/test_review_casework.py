@@ -14,13 +14,14 @@ import pytest
 from runtime.consumer import handle_once
 from runtime.db import create_pool, migrate
 from runtime.outbox import Outgoing, stage
+from runtime.refusals import Refused
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
 from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome
 from schemas.rules import RULES_DIR, Rules, load_rules
-from services.review import queue
+from services.review import caseworker_commands
 from services.review.app import MIGRATIONS
-from services.review.casework import Decision, Refused
+from services.review.casework import Decision
 from services.review.handlers import routes
 from tests.support import TEST_SLOT, fresh_database, sample_application
 
@@ -92,7 +93,7 @@ async def test_the_database_refuses_a_four_eyes_decision_by_the_proposer(pool: a
     await deliver(pool, envelope)
     proposal = Decision(ReviewOutcome.ELIGIBLE, "Wirtschaftlichkeit belegt.", "sb-anna")
     async with pool.acquire() as conn, conn.transaction():
-        await queue.decide(conn, envelope.subject, proposal)
+        await caseworker_commands.decide(conn, envelope.subject, proposal)
     with pytest.raises(asyncpg.CheckViolationError):
         await pool.execute(
             "UPDATE cases SET status = 'decided', decided_outcome = 'eligible', decided_by = proposed_by"
@@ -105,7 +106,7 @@ async def test_two_caseworkers_confirming_at_once_decide_once(pool: asyncpg.Pool
     envelope = received(25_000_000)
     await deliver(pool, envelope)
     async with pool.acquire() as conn, conn.transaction():
-        _, proposed = await queue.decide(
+        _, proposed = await caseworker_commands.decide(
             conn, envelope.subject, Decision(ReviewOutcome.ELIGIBLE, "Begründung liegt vor.", "sb-a")
         )
         await stage(conn, proposed)
@@ -113,7 +114,7 @@ async def test_two_caseworkers_confirming_at_once_decide_once(pool: asyncpg.Pool
     async def confirm(caseworker: str) -> str:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                done, out = await queue.confirm(conn, envelope.subject, caseworker)
+                done, out = await caseworker_commands.confirm(conn, envelope.subject, caseworker)
                 await stage(conn, out)
                 await asyncio.sleep(0.2)  # hold the case lock while the other caseworker tries
             return done.status.value

@@ -49,8 +49,8 @@ from schemas.rules import load_rules
 from schemas.topics import REVIEWS, Topic, dead_letters
 from services.review import store
 from services.review.app import MIGRATIONS
-from services.review.handlers import automatic_review, case_flags, routes
-from services.review.replay import Measure
+from services.review.handlers import automatic_review, routes
+from services.review.rereview import Measure
 from tests.support import TEST_SLOT, fresh_database, sample_application
 
 pytestmark = pytest.mark.perf
@@ -125,8 +125,8 @@ def decide(record_value: bytes) -> tuple[str, str, bytes]:
     """The same rule work as review's handler (the same function builds the result), without the database."""
     envelope = Envelope.from_bytes(record_value)
     received = envelope.payload(ApplicationReceived)
-    outcome, _, result = automatic_review(envelope, received, RULES, (), datetime.now(UTC))
-    return received.application_id, outcome.value, result.to_bytes()
+    decided = automatic_review(envelope, received, RULES, (), datetime.now(UTC))
+    return received.application_id, decided.outcome.value, decided.event.to_bytes()
 
 
 async def plain_loop(kafka: KafkaAccess, topic: Topic) -> Run:
@@ -203,14 +203,13 @@ async def review_batch(conn: asyncpg.Connection, envelopes: list[Envelope]) -> l
             continue
         seen.add(item.application_id)
         competing = tuple(sorted(m.application_id for m in open_now if m.clashes(measure)))
-        outcome, findings, result = automatic_review(envelope, item, RULES, competing, reviewed_at)
-        if outcome is not ReviewOutcome.INELIGIBLE:
+        decided = automatic_review(envelope, item, RULES, competing, reviewed_at)
+        if decided.outcome is not ReviewOutcome.INELIGIBLE:
             open_now.append(measure)
-        rows.append(store.review_row(item, outcome, RULES.version, findings, reviewed_at))
-        if outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW:
-            flags = case_flags(findings)
-            cases.append((item.application_id, flags["four_eyes"], flags["early_start"], result.id, reviewed_at))
-        out.append(Outgoing(REVIEWS, item.application_id, result))
+        rows.append(store.review_row(item, decided.outcome, RULES.version, decided.findings, reviewed_at))
+        if (flags := decided.case) is not None:
+            cases.append((item.application_id, flags.four_eyes, flags.early_start, decided.event.id, reviewed_at))
+        out.append(Outgoing(REVIEWS, item.application_id, decided.event))
     await conn.executemany(store.INSERT_REVIEW, rows)
     if cases:
         await conn.executemany(store.OPEN_CASE, cases)

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from runtime.problems import REFUSAL_STATUS
+from runtime.refusals import Refused
 from schemas.events import ApplicationReceived, ReviewOutcome
 from schemas.rules import RULES_DIR, RulesFileError, load_rules
 from services.review import casework
 from services.review.app import active_rules
-from services.review.casework import Case, CaseStatus, Decision, Final, Refused
+from services.review.casework import Case, CaseStatus, Decision, Final
 from services.review.domain import ReviewCase, review
-from services.review.replay import Measure, Recorded, replay
+from services.review.rereview import Measure, Recorded, replay
 from tests.unit.factories import RECEIVED_AT, amounts, funding_application
 
 pytestmark = pytest.mark.unit
@@ -68,7 +70,7 @@ def test_confirm(the_case: Case, caseworker: str, expected: str) -> None:
     with pytest.raises(Refused) as refused:
         casework.confirm(the_case, caseworker)
     assert refused.value.code == expected
-    assert refused.value.status == (403 if expected.startswith("review.") else 409)
+    assert REFUSAL_STATUS[refused.value.kind] == (403 if expected.startswith("review.") else 409)
 
 
 def test_caseworker_findings_carry_the_justification_and_each_decision() -> None:

@@ -1,4 +1,6 @@
-"""Replaying recorded reviews under another rules version, pure: what would each outcome have been?
+"""Re-reviewing recorded applications under another rules version, pure: what would each outcome have been?
+
+``python -m services.review.whatif`` loads a period and prints this module's answer.
 
 The double-funding rule depends on which other applications were open at the time, so the replay
 walks the applications in receipt order and keeps its own set of open measures, seeded with the

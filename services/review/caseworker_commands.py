@@ -1,5 +1,6 @@
 """Caseworker actions as commands. Each locks the case, asks the pure casework rules, records the
-action and returns the event that names the caseworker, all in the caller's transaction.
+action and returns the event that names the caseworker, all in the caller's transaction: the
+``CommandRunner`` (``api.py``) stages that event in it, and its committed hook counts the metrics.
 
 A decision that takes effect is an ``application.reviewed`` with ``reviewer`` = the caseworker,
 the rules version of the case's automatic review (the findings the caseworker judged were made
@@ -16,10 +17,11 @@ import asyncpg
 
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import ApplicationReceived, ApplicationReviewed, DocumentsRequested, ReviewProposed, RuleFinding
+from schemas.events import ApplicationReceived, DocumentsRequested, ReviewProposed, RuleFinding
 from schemas.topics import REVIEWS
 from services.review import casework, store
-from services.review.casework import Case, CaseStatus, Decision, Final, Refused
+from services.review.casework import Action, Case, CaseStatus, Decision, Final, case_not_found
+from services.review.domain import application_reviewed
 from services.review.handlers import SOURCE
 
 
@@ -29,14 +31,13 @@ class Done:
 
     application_id: str
     status: CaseStatus
-    action: str
     event_id: str
 
 
 async def _locked(conn: asyncpg.Connection, application_id: str) -> tuple[asyncpg.Record, Case]:
     row = await store.case_row(conn, application_id, for_update=True)
     if row is None:
-        raise Refused(404, "case.not_found", f"No case {application_id} in the caseworker queue")
+        raise case_not_found(application_id)
     return row, store.case_of(row)
 
 
@@ -50,7 +51,7 @@ async def decide(conn: asyncpg.Connection, application_id: str, decision: Decisi
     step = casework.decide(case, decision)
     now = utc_now()
     if isinstance(step, Final):
-        return await _take_effect(conn, row, step, "decided", now)
+        return await _take_effect(conn, row, step, Action.DECIDED, now)
     proposed = ReviewProposed(
         application_id=application_id,
         proposed_by=step.caseworker,
@@ -62,14 +63,14 @@ async def decide(conn: asyncpg.Connection, application_id: str, decision: Decisi
     )
     envelope = _wrap(proposed, row, step.caseworker, now)
     await store.save_proposal(conn, application_id, step, envelope.id, now)
-    await store.add_action(conn, application_id, "proposed", step.caseworker, _detail(step), envelope.id, now)
-    done = Done(application_id, CaseStatus.PROPOSED, "proposed", envelope.id)
+    await store.add_action(conn, application_id, Action.PROPOSED, step.caseworker, _detail(step), envelope.id, now)
+    done = Done(application_id, CaseStatus.PROPOSED, envelope.id)
     return done, [Outgoing(REVIEWS, application_id, envelope)]
 
 
 async def confirm(conn: asyncpg.Connection, application_id: str, caseworker: str) -> tuple[Done, list[Outgoing]]:
     row, case = await _locked(conn, application_id)
-    return await _take_effect(conn, row, casework.confirm(case, caseworker), "confirmed", utc_now())
+    return await _take_effect(conn, row, casework.confirm(case, caseworker), Action.CONFIRMED, utc_now())
 
 
 async def request_documents(
@@ -84,34 +85,25 @@ async def request_documents(
     envelope = _wrap(requested, row, caseworker, now)
     await store.save_waiting(conn, application_id, envelope.id, now)
     detail = {"documents": documents, "note": note}
-    await store.add_action(conn, application_id, "documents_requested", caseworker, detail, envelope.id, now)
-    done = Done(application_id, CaseStatus.WAITING_DOCUMENTS, "documents_requested", envelope.id)
+    await store.add_action(conn, application_id, Action.DOCUMENTS_REQUESTED, caseworker, detail, envelope.id, now)
+    done = Done(application_id, CaseStatus.WAITING_DOCUMENTS, envelope.id)
     return done, [Outgoing(REVIEWS, application_id, envelope)]
 
 
 async def _take_effect(
-    conn: asyncpg.Connection, row: asyncpg.Record, final: Final, action: str, now: datetime
+    conn: asyncpg.Connection, row: asyncpg.Record, final: Final, action: Action, now: datetime
 ) -> tuple[Done, list[Outgoing]]:
     received = ApplicationReceived.model_validate_json(row["received_event"])
     automatic = [RuleFinding.model_validate(f) for f in json.loads(row["findings"])]
-    project = received.application.project
-    reviewed = ApplicationReviewed(
-        application_id=received.application_id,
-        outcome=final.decision.outcome,
-        rules_version=row["rules_version"],
-        findings=[*automatic, *casework.caseworker_findings(final)],
-        reviewer=final.reviewer,
-        category=project.category,
-        amount_cents=project.requested_amount_cents,
-        funding=project.funding,
-        received_at=received.received_at,
-        ready_at=now,
+    findings = [*automatic, *casework.caseworker_findings(final)]
+    reviewed = application_reviewed(
+        received, final.decision.outcome, row["rules_version"], findings, final.reviewer, now
     )
     envelope = _wrap(reviewed, row, final.reviewer, now)
     await store.save_decision(conn, received.application_id, final.decision.outcome, final.reviewer, envelope.id, now)
     detail = _detail(final.decision) | {"confirmed_by": final.confirmed_by}
     await store.add_action(conn, received.application_id, action, final.reviewer, detail, envelope.id, now)
-    done = Done(received.application_id, CaseStatus.DECIDED, action, envelope.id)
+    done = Done(received.application_id, CaseStatus.DECIDED, envelope.id)
     return done, [Outgoing(REVIEWS, received.application_id, envelope)]
 
 
