@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from runtime.kit import ServiceKit
 from runtime.signing import load_signer
 from schemas.rules import load_rules
-from schemas.topics import APPLICATIONS, REVIEWS
 from services.budget import store
 from services.budget.api import build_api
 from services.budget.handlers import routes
@@ -15,8 +12,7 @@ from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from services.budget.metrics import counted
 from services.budget.settings import BudgetSettings
-
-MIGRATIONS = Path(__file__).parent / "migrations"
+from services.budget.topology import LINE_TOPICS, MIGRATIONS
 
 
 def line_settings(settings: BudgetSettings) -> LineSettings:
@@ -42,7 +38,7 @@ async def main() -> None:
     relay = kit.outbox_relay(pool, producer)
     # Decisions are counted from what each transaction committed, whichever path decided them.
     handlers = routes(line)
-    kit.consume("line", [REVIEWS, APPLICATIONS], handlers, pool=pool, producer=producer, relay=relay, committed=counted)
+    kit.consume("line", LINE_TOPICS, handlers, pool=pool, producer=producer, relay=relay, committed=counted)
     server = LineServer(pool, relay, line, settings.line_interval_seconds, committed=counted)
     kit.lifecycle.add("line-server", server.start, server.stop)
     kit.serve_http(build_api(pool, kit.commands(pool, relay, committed=counted), settings, line))

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from runtime.kit import ServiceKit
 from runtime.problems import install_problem_handlers
-from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, REVIEWS
 from services.notify.delivery import Deliverer
 from services.notify.handlers import routes
 from services.notify.settings import NotifySettings
-
-MIGRATIONS = Path(__file__).parent / "migrations"
+from services.notify.topology import MIGRATIONS, NOTICE_TOPICS
 
 
 async def main() -> None:
@@ -22,8 +18,7 @@ async def main() -> None:
     pool = await kit.database(MIGRATIONS)
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
-    topics = [APPLICATIONS, REVIEWS, BUDGET, DECISIONS]
-    kit.consume(settings.consumer_name, topics, routes(), pool=pool, producer=producer, relay=relay)
+    kit.consume(settings.consumer_name, NOTICE_TOPICS, routes(), pool=pool, producer=producer, relay=relay)
     deliverer = Deliverer(pool, relay, settings)
     kit.lifecycle.add("deliverer", deliverer.start, deliverer.stop)
     app = FastAPI(title="Thüringen E-Government funding: notify", version="1.0.0")

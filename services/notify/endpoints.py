@@ -20,8 +20,8 @@ import asyncpg
 
 from runtime.db import migrate
 from services.notify import destinations, store, webhooks
-from services.notify.app import MIGRATIONS
 from services.notify.settings import NotifySettings
+from services.notify.topology import MIGRATIONS
 
 
 async def register(

@@ -15,13 +15,12 @@ from pathlib import Path
 
 from runtime.kit import ServiceKit
 from schemas.rules import Rules, RulesFileError, load_rules
-from schemas.topics import APPLICATIONS
 from services.review.api import build_api
 from services.review.handlers import routes
 from services.review.metrics import counted
 from services.review.settings import ReviewSettings
+from services.review.topology import MIGRATIONS, REVIEW_TOPICS
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 
 
@@ -41,8 +40,6 @@ async def main() -> None:
     pool = await kit.database(MIGRATIONS)
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
-    kit.consume(
-        "automatic", [APPLICATIONS], routes(rules), pool=pool, producer=producer, relay=relay, committed=counted
-    )
+    kit.consume("automatic", REVIEW_TOPICS, routes(rules), pool=pool, producer=producer, relay=relay, committed=counted)
     kit.serve_http(build_api(pool, kit.commands(pool, relay, counted)))
     await kit.run()

@@ -14,9 +14,9 @@ import sys
 from runtime.credentials import new_token
 from runtime.db import create_pool, migrate
 from services.review import store
-from services.review.app import MIGRATIONS
 from services.review.domain import AUTOMATIC
 from services.review.settings import ReviewSettings
+from services.review.topology import MIGRATIONS
 
 # Short, log-safe ids (e.g. "sb-mueller-3"); never an e-mail address.
 CASEWORKER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")

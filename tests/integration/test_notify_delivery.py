@@ -38,7 +38,6 @@ from schemas import events as ev
 from schemas.application import FundingApplication, FundingYear
 from schemas.envelope import Envelope, Event
 from schemas.topics import NOTIFICATIONS, dead_letters
-from services.notify.app import MIGRATIONS
 from services.notify.delivery import Deliverer
 from services.notify.destinations import Resolve
 from services.notify.domain import berlin_time, notice_id
@@ -47,6 +46,7 @@ from services.notify.handlers import routes
 from services.notify.senders import CallbackSender, EmailSender, Sender
 from services.notify.settings import NotifySettings
 from services.notify.store import revoke_endpoint
+from services.notify.topology import MIGRATIONS
 from tests.support import (
     REPO,
     TEST_SLOT,

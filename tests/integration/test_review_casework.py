@@ -20,9 +20,9 @@ from schemas.envelope import Envelope
 from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome
 from schemas.rules import RULES_DIR, Rules, load_rules
 from services.review import caseworker_commands
-from services.review.app import MIGRATIONS
 from services.review.casework import Decision
 from services.review.handlers import routes
+from services.review.topology import MIGRATIONS
 from tests.support import TEST_SLOT, fresh_database, sample_application
 
 pytestmark = pytest.mark.integration

@@ -51,8 +51,9 @@ def test_the_tree_keeps_its_contracts(tmp_path: Path) -> None:
         ("runtime.outbox", "import services.budget.domain  # noqa", "Layers"),
         ("schemas.events", "import runtime.kafka  # noqa", "Layers"),
         ("audit.verify", "import services.notify.domain  # noqa", "Layers"),
+        ("services.intake.portals", "import services.intake.app  # noqa", "Tools do not import a composition root"),
     ],
-    ids=["service-to-service", "runtime-to-service", "schemas-to-runtime", "audit-to-service"],
+    ids=["service-to-service", "runtime-to-service", "schemas-to-runtime", "audit-to-service", "tool-to-root"],
 )
 def test_a_deliberate_violation_fails_the_check(tmp_path: Path, module: str, line: str, contract: str) -> None:
     tree = copy_of_the_tree(tmp_path)

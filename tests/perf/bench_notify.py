@@ -41,8 +41,8 @@ from runtime.kafka import KafkaAccess
 from schemas.events import ApplicationReceived
 from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, REVIEWS
 from services.notify import store, webhooks
-from services.notify.app import MIGRATIONS
 from services.notify.domain import callback_body, notice_id, notice_of
+from services.notify.topology import MIGRATIONS
 from tests.e2e.test_notify_restart import move_group_to_end
 from tests.integration.test_notify_delivery import free_port, received
 from tests.support import REPO, TEST_SLOT, fresh_database, service_kafka_env

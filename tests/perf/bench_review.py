@@ -48,9 +48,9 @@ from schemas.events import ApplicationReceived, ReviewOutcome
 from schemas.rules import load_rules
 from schemas.topics import REVIEWS, Topic, dead_letters
 from services.review import store
-from services.review.app import MIGRATIONS
 from services.review.handlers import automatic_review, routes
 from services.review.rereview import Measure
+from services.review.topology import MIGRATIONS
 from tests.support import TEST_SLOT, fresh_database, sample_application
 
 pytestmark = pytest.mark.perf
