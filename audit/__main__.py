@@ -11,16 +11,18 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.budget import budget_report
 from audit.reader import LogRead, read_log
 from audit.render import budget_tables, timeline_table, verify_tables
 from audit.timeline import timeline
 from audit.verify import unreadable_records, verify
-from runtime.kafka import KafkaAccess
 from runtime.settings import ToolSettings
 from runtime.signing import load_public_keys
+
+if TYPE_CHECKING:
+    from runtime.kafka import KafkaAccess
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,13 +4,11 @@ left it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.log import application_of, euros, in_order, short_type, typed
-from schemas.envelope import Envelope, Event
 from schemas.events import (
     ApplicationDecided,
     ApplicationReviewed,
@@ -23,6 +21,11 @@ from schemas.events import (
     FundsReserved,
     PotAdjusted,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from schemas.envelope import Envelope, Event
 
 
 @dataclass

@@ -13,12 +13,10 @@ standing in line and was told to wait (it has a ``budget.waitlisted`` event), un
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from audit.budget import Pot, apply
 from audit.log import Violation, typed
-from schemas.envelope import Envelope
 from schemas.events import (
     ApplicationDecided,
     ApplicationReviewed,
@@ -31,6 +29,11 @@ from schemas.events import (
     ReviewOutcome,
     WaitlistReason,
 )
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from schemas.envelope import Envelope
 
 Policy = Literal["strict", "first_fit"]
 

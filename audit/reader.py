@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -11,6 +11,9 @@ from pydantic import ValidationError
 from runtime.kafka import KafkaAccess, make_admin, make_reader
 from schemas.envelope import Envelope
 from schemas.topics import DOMAIN_TOPICS, Topic
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 @dataclass

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.log import euros
 from audit.verify import CHECKS, Report
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

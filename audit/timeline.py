@@ -6,13 +6,16 @@ Personal data stays out: the contact block of a receipt is replaced by a marker.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.log import application_of, euros, in_order, short_type, topic_name, typed
 from schemas import events as ev
-from schemas.envelope import Envelope, Event
 from schemas.topics import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from schemas.envelope import Envelope, Event
 
 PERSONAL_DATA_OMITTED = "<personal data omitted>"
 

@@ -23,12 +23,9 @@ error, and intake's answer to it (a dead letter or an application.rejected) is w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from audit.budget import replay
 from audit.line import Policy, line_order_violations
@@ -47,6 +44,11 @@ from schemas.events import (
     ReviewOutcome,
 )
 from schemas.topics import EVENT_TYPES, SUBMISSIONS, topic_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 CHECKS = (
     "final-decision",

@@ -17,17 +17,21 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 
 from runtime.kafka import KafkaAccess, make_admin
 from runtime.settings import ToolSettings
 from schemas.topics import ALL_TOPICS, PORTALS, SERVICES, Topic
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from aiokafka.admin import AIOKafkaAdminClient
 
 # The operator principal (a super user on the broker: creates topics, applies these ACLs).
 OPERATOR = "admin"

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -35,7 +35,9 @@ from runtime.metrics import (
 )
 from runtime.outbox import OutboxRelay, Outgoing, stage
 from schemas.envelope import Envelope
-from schemas.topics import Topic
+
+if TYPE_CHECKING:
+    from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 

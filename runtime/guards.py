@@ -7,12 +7,16 @@ Both are plain ASGI (no request objects, no extra task per request), installed b
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.metrics import HTTP_AUTH_THROTTLED
 from runtime.problems import Problem
 from runtime.throttle import FailureThrottle, client_key
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Probes and scrapes carry no credentials; they must work whatever a neighbour on the same address did.
 UNTHROTTLED = frozenset({"/metrics", "/health", "/ready"})

@@ -11,11 +11,14 @@ single timer per connection, armed and cancelled in uvicorn's own parser callbac
 
 from __future__ import annotations
 
-import asyncio
+from typing import TYPE_CHECKING
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from runtime.metrics import HTTP_READ_TIMEOUTS
+
+if TYPE_CHECKING:
+    import asyncio
 
 TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 

@@ -10,16 +10,18 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import SecretStr
 
-from schemas.envelope import Envelope
-from schemas.topics import Topic
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from schemas.envelope import Envelope
+    from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,7 @@ needs, adds its own routes, and calls ``run()``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
-
-import asyncpg
-from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from runtime.commands import CommandRunner
 from runtime.consumer import Handler, TransactionalConsumer
@@ -22,8 +17,17 @@ from runtime.logs import configure_logging
 from runtime.metrics import Committed, nothing_counted
 from runtime.outbox import OutboxRelay
 from runtime.service import Lifecycle, run_until_signalled
-from runtime.settings import ServiceSettings
 from schemas.topics import Topic, dead_letters
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+    from pathlib import Path
+
+    import asyncpg
+    from aiokafka import AIOKafkaProducer
+    from fastapi import FastAPI
+
+    from runtime.settings import ServiceSettings
 
 
 class ServiceKit:

@@ -9,9 +9,12 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 

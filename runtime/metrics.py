@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from schemas.envelope import Event
-
 if TYPE_CHECKING:
     from runtime.outbox import Outgoing
+    from schemas.envelope import Event
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import asyncpg
-from aiokafka import AIOKafkaProducer
+from typing import TYPE_CHECKING
 
 from runtime.locks import AdvisoryLock
 from runtime.metrics import EVENTS_PRODUCED, OUTBOX_PENDING
-from schemas.envelope import Envelope
-from schemas.topics import Topic
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import asyncpg
+    from aiokafka import AIOKafkaProducer
+
+    from schemas.envelope import Envelope
+    from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,11 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Sequence
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 SIGNATURE_ID = "egov-signature-id"
 SIGNATURE_TIMESTAMP = "egov-signature-timestamp"

@@ -19,17 +19,19 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from schemas.envelope import Envelope
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 SIGNATURE = "signature"
 KEY_ID = "signingkeyid"

@@ -9,10 +9,12 @@ is the CloudEvents envelope whose ``data`` is the event's JSON Schema in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from schemas.envelope import Event
 from schemas.topics import ALL_TOPICS, Topic
+
+if TYPE_CHECKING:
+    from schemas.envelope import Event
 
 ASYNCAPI_VERSION = "3.0.0"
 CONTRACT_VERSION = "1.0.0"

@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.asyncapi import document
 from schemas.generate import json_schemas, render
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 CONTRACT_DIR = Path(__file__).parent / "contract"
 Schema = dict[str, Any]

@@ -8,12 +8,14 @@ walked as a causal graph.
 
 from __future__ import annotations
 
-import builtins
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    import builtins
 
 EVENT_TYPE_PREFIX = "de.thueringen.egov."
 

@@ -7,9 +7,12 @@ from the same declarations (``python -m runtime.acls``), so who may write or rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from schemas import events as ev
-from schemas.envelope import Event
+
+if TYPE_CHECKING:
+    from schemas.envelope import Event
 
 FOREVER = -1
 # The writer of the submissions topic: every registered portal principal, not one service.

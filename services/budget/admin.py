@@ -4,8 +4,7 @@ naming the administrator, and serves the line with whatever money it freed."""
 from __future__ import annotations
 
 from dataclasses import replace
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.outbox import Outgoing
 from runtime.refusals import Refusal, Refused
@@ -22,6 +21,9 @@ from schemas.topics import BUDGET_ADMIN
 from services.budget import store
 from services.budget.domain import final_decision
 from services.budget.line import SOURCE, LineSettings, commit_due, decide, serve_line
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 def admin_event(event: Event, key: str, actor: str) -> tuple[Envelope, Outgoing]:

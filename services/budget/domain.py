@@ -13,14 +13,16 @@ but it holds its place: later applications for its years wait for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from schemas.application import FundingYear
 from schemas.events import ApplicationDecided, ApplicationReviewed, Decision, ReviewOutcome, WaitlistReason
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from datetime import datetime
 
 Policy = Literal["strict", "first_fit"]
 

@@ -7,16 +7,19 @@ table at the bottom. The line itself is served by the line engine (``line.py``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import asyncpg
 
-from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import ApplicationReviewed, ApplicationWithdrawn, FundsReleased
 from services.budget import store
 from services.budget.domain import AfterWithdrawal, Reject, after_review, after_withdrawal
 from services.budget.line import LineSettings, decide, emit, serve_line
+
+if TYPE_CHECKING:
+    from runtime.consumer import Handler
 
 
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:

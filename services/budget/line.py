@@ -9,11 +9,9 @@ the same money.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.outbox import Outgoing
-from runtime.signing import Signer
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import (
     ApplicationDecided,
@@ -25,6 +23,11 @@ from schemas.events import (
 from schemas.topics import topic_of
 from services.budget import store
 from services.budget.domain import Policy, QueuedApplication, final_decision, plan_service
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from runtime.signing import Signer
 
 SOURCE = "/egov/budget"
 BUDGET_ACTOR = "budget"

@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.metrics import Committed, nothing_counted
 from runtime.outbox import OutboxRelay, stage
 from services.budget import metrics, store
 from services.budget.line import LineSettings, commit_due, serve_line
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger(__name__)
 GAUGE_INTERVAL_SECONDS = 1.0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.locks import AdvisoryLock
 from services.budget.domain import QueuedApplication
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import asyncpg
 
 # Serialises decisions about the line across instances: one planner at a time sees the whole line.
 

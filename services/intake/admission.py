@@ -8,13 +8,17 @@ applicant's quota is used up) and turns a refusal into its own answer: an HTTP p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from schemas.application import FundingApplication
 from schemas.events import ApplicationReceived, ProblemItem
-from schemas.rules import Rules
 from services.intake.policy import quota_problem, scope_problem, unstorable_text
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from schemas.application import FundingApplication
+    from schemas.rules import Rules
 
 
 class Check(StrEnum):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.kit import ServiceKit
 from schemas.rules import load_rules
@@ -15,6 +15,9 @@ from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
 from services.intake.topology import MIGRATIONS, STATUS_TOPICS, SUBMISSION_TOPICS
 from services.intake.withdrawals import Withdrawals
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.credentials import token_digest
 from runtime.problems import Problem
 from services.intake import store
 from services.intake.policy import PortalAccess, RateLimits
-from services.intake.settings import IntakeSettings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from services.intake.settings import IntakeSettings
 
 CACHE_LIMIT = 10_000
 

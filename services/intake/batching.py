@@ -8,8 +8,10 @@ rises. Each caller still waits for its own result, and hears of a failure of its
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -6,15 +6,18 @@ No I/O here; everything is testable without a broker or database.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from schemas.application import FundingApplication
 from schemas.events import ProblemItem
-from schemas.rules import Rules
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from schemas.rules import Rules
 
 # pydantic error types -> our stable error codes (the contract portals program against).
 _FIELD_CODES = {

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
-from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from runtime.record_signatures import Verdict
 from schemas import events as ev
-from schemas.application import FundingApplication
 from schemas.envelope import Envelope, Event
 from schemas.events import ProblemItem
-from schemas.rules import Rules
 from schemas.topics import APPLICATIONS
 from services.intake import store
 from services.intake.admission import FullYear, received
@@ -28,6 +23,13 @@ from services.intake.ingress import Duplicate, Refuse, SubmissionFacts, Unproven
 from services.intake.policy import fiscal_years
 from services.intake.provenance import authenticate, claimed_portal
 from services.intake.submission import SOURCE
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from runtime.consumer import Handler
+    from schemas.application import FundingApplication
+    from schemas.rules import Rules
 
 # --- the Kafka ingress: submissions published by portals ----------------------------------------
 

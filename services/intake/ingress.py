@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from schemas.application import FundingApplication
 from schemas.events import ProblemItem, SubmitApplication
 from services.intake.admission import FullYear, NotAdmitted, admit
+
+if TYPE_CHECKING:
+    from schemas.application import FundingApplication
 
 ID_REUSED = ProblemItem(
     code="submission.id_reused",

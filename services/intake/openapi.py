@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from schemas.application import FundingApplication
 from services.intake.models import WithdrawalRequest
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from services.intake.api import Intake
 
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi" / "intake.json"

@@ -6,12 +6,16 @@ No I/O here: the clock is passed in, the store supplies the facts.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from schemas.application import FundingApplication
 from schemas.events import ProblemItem
 from services.intake.domain import STATUS_RANK, pointer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from schemas.application import FundingApplication
 
 # From here on an application is decided (approved, rejected) or withdrawn: no longer open.
 FINAL_RANK = STATUS_RANK["approved"]

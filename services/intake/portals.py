@@ -22,14 +22,16 @@ import hashlib
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.credentials import new_token, token_digest
 from runtime.db import create_pool, migrate
 from runtime.record_signatures import decode_secret, new_secret
 from services.intake.settings import IntakeSettings
 from services.intake.topology import MIGRATIONS
+
+if TYPE_CHECKING:
+    import asyncpg
 
 DEFAULT_OVERLAP = timedelta(days=7)
 

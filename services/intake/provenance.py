@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 import time
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.consumer import wire_of
 from runtime.record_signatures import Verdict, verify
-from schemas.envelope import Envelope
 from services.intake import store
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
 

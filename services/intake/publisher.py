@@ -14,14 +14,17 @@ with the same Idempotency-Key gets the same application id and event id, so it c
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from runtime.kafka import KafkaAccess, headers_of
 from runtime.metrics import EVENTS_PRODUCED
-from schemas.envelope import Envelope
-from schemas.topics import Topic
+
+if TYPE_CHECKING:
+    from schemas.envelope import Envelope
+    from schemas.topics import Topic
 
 
 class BrokerUnavailable(Exception):

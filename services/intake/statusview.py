@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runtime.db import create_pool
 from runtime.kafka import KafkaAccess, consumer_group, make_admin
-from schemas.topics import Topic
 from services.intake.settings import IntakeSettings
 from services.intake.topology import STATUS_TOPICS
+
+if TYPE_CHECKING:
+    from schemas.topics import Topic
 
 
 async def partitions_of(kafka: KafkaAccess, topics: list[Topic]) -> list[TopicPartition]:

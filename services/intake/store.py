@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from schemas.events import ApplicationReceived
 from services.intake.domain import STATUS_RANK
 from services.intake.policy import fiscal_years
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from datetime import datetime, timedelta
+
+    from schemas.events import ApplicationReceived
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 T = TypeVar("T")

@@ -13,14 +13,10 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from runtime.problems import Problem
-from schemas.application import FundingApplication
 from schemas.envelope import Envelope
-from schemas.rules import Rules
 from schemas.topics import APPLICATIONS
 from services.intake import store
 from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
@@ -29,7 +25,13 @@ from services.intake.domain import application_id, validate_application
 from services.intake.metrics import count_received
 from services.intake.policy import FINAL_RANK, PortalAccess, fiscal_years
 from services.intake.publisher import BoundedPublisher, BrokerUnavailable
-from services.intake.settings import IntakeSettings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from schemas.application import FundingApplication
+    from schemas.rules import Rules
+    from services.intake.settings import IntakeSettings
 
 SOURCE = "/egov/intake"
 RETRY_AFTER_SECONDS = "5"

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from runtime.problems import Problem
 from schemas.envelope import Envelope
@@ -21,6 +19,9 @@ from services.intake import store
 from services.intake.policy import FINAL_RANK, PortalAccess, withdrawal_refusal
 from services.intake.publisher import BoundedPublisher, BrokerUnavailable
 from services.intake.submission import SOURCE, broker_unavailable
+
+if TYPE_CHECKING:
+    import asyncpg
 
 WITHDRAWAL_IDS = uuid.UUID("5b0b6a5e-7c56-4d1e-9a43-2f5c3c8f1d20")
 

@@ -15,20 +15,24 @@ import contextlib
 import logging
 import random
 import time
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import asyncpg
-
-from runtime.outbox import OutboxRelay
 from schemas.events import NoticeChannel
 from services.notify import metrics, store
 from services.notify.domain import retry_delay
 from services.notify.outcomes import Outcome, Recorder
 from services.notify.senders import CallbackSender, DeliveryError, EmailSender, PermanentDeliveryError, Sender
-from services.notify.settings import NotifySettings
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import AsyncIterator
+
+    import asyncpg
+
+    from runtime.outbox import OutboxRelay
+    from services.notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)
 EMAIL, CALLBACK = NoticeChannel.EMAIL.value, NoticeChannel.CALLBACK.value

@@ -11,17 +11,20 @@ from __future__ import annotations
 import html
 import json
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from schemas import events as ev
-from schemas.envelope import Envelope, Event
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
+
+    from schemas.envelope import Envelope, Event
 
 TEMPLATES = Path(__file__).parent / "templates"
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -7,16 +7,20 @@ callback only. ``notification.*`` events are emitted by delivery, not here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import asyncpg
-
-from runtime.consumer import Handler
-from runtime.outbox import Outgoing
-from schemas.envelope import Envelope, Event
 from schemas.events import ApplicationReceived, ApplicationWaitlisted, FundsReserved, NoticeChannel
 from services.notify import store
 from services.notify.domain import NOTICE_RULES, Notice, NoticeContext, callback_body, notice_id, notice_of
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import asyncpg
+
+    from runtime.consumer import Handler
+    from runtime.outbox import Outgoing
+    from schemas.envelope import Envelope, Event
 
 EMAIL, CALLBACK = NoticeChannel.EMAIL.value, NoticeChannel.CALLBACK.value
 

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.outbox import OutboxRelay, Outgoing, stage
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import NoticeChannel, NotificationDelivered, NotificationFailed
 from schemas.topics import NOTIFICATIONS, dead_letters
 from services.notify import metrics, store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    import asyncpg
 
 log = logging.getLogger(__name__)
 SOURCE = "/egov/notify"

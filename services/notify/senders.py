@@ -12,15 +12,18 @@ import socket
 import ssl
 import time
 from email.message import EmailMessage
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 import aiosmtplib
-import asyncpg
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from services.notify import destinations, webhooks
-from services.notify.settings import NotifySettings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from services.notify.settings import NotifySettings
 
 MAX_ANSWER_BYTES = 64 * 1024
 

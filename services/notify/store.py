@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.locks import AdvisoryLock
-from services.notify.domain import Notice
+
+if TYPE_CHECKING:
+    import uuid
+    from datetime import datetime, timedelta
+
+    import asyncpg
+
+    from services.notify.domain import Notice
 
 EMAIL = "email"
 # One claim at a time across instances, so per-destination limits hold for the whole service.

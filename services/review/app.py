@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.kit import ServiceKit
 from schemas.rules import Rules, RulesFileError, load_rules
@@ -20,6 +20,9 @@ from services.review.handlers import routes
 from services.review.metrics import counted
 from services.review.settings import ReviewSettings
 from services.review.topology import MIGRATIONS, REVIEW_TOPICS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
@@ -23,6 +21,11 @@ from services.review import casework, store
 from services.review.casework import Action, Case, CaseStatus, Decision, Final, case_not_found
 from services.review.domain import application_reviewed
 from services.review.handlers import SOURCE
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import asyncpg
 
 
 @dataclass(frozen=True)

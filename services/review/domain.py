@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-from schemas.application import FundingApplication, Municipality
 from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome, RuleFinding
 from schemas.rules import Rules
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from schemas.application import FundingApplication, Municipality
 
 # The reviewer of an automatic review; a caseworker's review names the caseworker.
 AUTOMATIC = "automatic"

@@ -6,21 +6,25 @@ without PostgreSQL in ``tests/unit/test_review_handlers.py``) and writes what th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-import asyncpg
-
-from runtime.consumer import Handler
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, utc_now
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
-from schemas.rules import Rules
 from schemas.topics import REVIEWS
 from services.review import store
 from services.review.casework import EARLY_START_RULE, FOUR_EYES_RULE, needs_person_for
 from services.review.domain import AUTOMATIC, ReviewCase, application_reviewed, review
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    import asyncpg
+
+    from runtime.consumer import Handler
+    from schemas.rules import Rules
 
 SOURCE = "/egov/review"
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
-from schemas.rules import Rules
 from services.review.domain import ReviewCase, review
+
+if TYPE_CHECKING:
+    from schemas.rules import Rules
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
 from runtime.credentials import token_digest
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from services.review.casework import Action, Case, CaseStatus, Decision
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 

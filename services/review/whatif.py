@@ -17,8 +17,7 @@ import json
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from runtime.db import create_pool
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
@@ -26,6 +25,9 @@ from schemas.rules import Rules, RulesFileError, load_rules
 from services.review import store
 from services.review.rereview import Measure, Recorded, Replayed, changes, replay
 from services.review.settings import ReviewSettings
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 def _recorded(row: asyncpg.Record) -> Recorded:
