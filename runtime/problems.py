@@ -61,9 +61,11 @@ REFUSAL_STATUS = {Refusal.NOT_FOUND: 404, Refusal.CONFLICT: 409, Refusal.FORBIDD
 
 
 def bearer_required(realm: str, title: str, *, invalid_token: bool = False) -> Problem:
-    """401 with the RFC 6750 challenge: no usable token, or (``invalid_token``) one that is not known."""
-    challenge = 'Bearer error="invalid_token"' if invalid_token else f'Bearer realm="{realm}"'
-    return Problem(401, "auth.required", title, headers={"WWW-Authenticate": challenge})
+    """401 with the RFC 6750 challenge: no usable token (``auth.required``), or (``invalid_token``) one
+    that is unknown or revoked (``auth.invalid_token``)."""
+    if invalid_token:
+        return Problem(401, "auth.invalid_token", title, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return Problem(401, "auth.required", title, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
 
 
 _STATUS_CODES = {

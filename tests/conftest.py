@@ -20,6 +20,7 @@ from tests.support import (
     ServiceProcesses,
     SmtpSink,
     kafka_access,
+    private_broker,
     required_env,
     running_services,
     service_database,
@@ -56,6 +57,15 @@ async def kafka() -> KafkaAccess:
     kafka = kafka_access(required_env("EGOV_TEST_KAFKA"))
     await ensure_topics(kafka, ALL_TOPICS)
     return kafka
+
+
+@pytest.fixture(scope="session")
+async def scratch_kafka() -> AsyncIterator[KafkaAccess]:
+    """A broker of the session's own, for tests that feed hand-made events to in-process handlers and
+    publish what they make of them: the shared log, which the audit verifies last, keeps only real
+    causal chains. Started once, on first use."""
+    async with private_broker("scratch", 2) as kafka:
+        yield kafka
 
 
 @pytest.fixture(scope="session")

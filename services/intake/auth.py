@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from runtime.credentials import token_digest
-from runtime.problems import Problem
+from runtime.credentials import bearer_token, token_digest
+from runtime.problems import Problem, bearer_required
 from services.intake import store
 from services.intake.policy import PortalAccess, RateLimits
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from services.intake.settings import IntakeSettings
 
 CACHE_LIMIT = 10_000
+REALM = "egov-intake"
 
 
 @dataclass
@@ -33,22 +34,12 @@ class Portals:
 
     async def authenticate(self, authorization: str | None) -> PortalAccess:
         """The portal behind the bearer token, after its rate limit; else 401 or 429."""
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Problem(
-                401,
-                "auth.required",
-                "A portal token is required",
-                headers={"WWW-Authenticate": 'Bearer realm="egov-intake"'},
-            )
-        portal = await self.lookup(token.strip())
+        token = bearer_token(authorization)
+        if token is None:
+            raise bearer_required(REALM, "A portal token is required")
+        portal = await self.lookup(token)
         if portal is None:
-            raise Problem(
-                401,
-                "auth.invalid_token",
-                "The portal token is unknown or revoked",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            raise bearer_required(REALM, "The portal token is unknown or revoked", invalid_token=True)
         wait = self.limits.wait_seconds(portal, time.monotonic())
         if wait > 0:
             raise Problem(

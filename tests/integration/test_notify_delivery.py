@@ -60,6 +60,13 @@ from tests.support import (
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="session")
+def kafka(scratch_kafka: KafkaAccess) -> KafkaAccess:
+    """In-process notify handles hand-made events here: on the session's scratch broker, not the shared log."""
+    return scratch_kafka
+
+
 CONSUMER = "notify-notices"
 PORTAL = "portal-a"
 

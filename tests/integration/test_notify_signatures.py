@@ -29,6 +29,12 @@ from tests.support import SmtpSink
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="session")
+def kafka(scratch_kafka: KafkaAccess) -> KafkaAccess:
+    """In-process notify handles hand-made events here: on the session's scratch broker, not the shared log."""
+    return scratch_kafka
+
+
 @pytest.fixture
 async def notify(pg_admin_dsn: str, kafka: KafkaAccess, smtp_sink: SmtpSink) -> AsyncIterator[Notify]:
     async with running_notify(pg_admin_dsn, kafka, smtp_sink.port) as running:

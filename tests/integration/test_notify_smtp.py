@@ -27,6 +27,13 @@ from tests.integration.test_notify_delivery import new_application_id, received,
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="session")
+def kafka(scratch_kafka: KafkaAccess) -> KafkaAccess:
+    """In-process notify handles hand-made events here: on the session's scratch broker, not the shared log."""
+    return scratch_kafka
+
+
 USER, PASSWORD = "notify", "relay-password-for-tests"
 
 

@@ -22,6 +22,13 @@ from tests.support import REPO, TEST_SLOT, SmtpSink, fresh_database, read_topic
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="session")
+def kafka(scratch_kafka: KafkaAccess) -> KafkaAccess:
+    """In-process notify handles hand-made events here: on the session's scratch broker, not the shared log."""
+    return scratch_kafka
+
+
 REFUSED = [
     "http://portal.example/hooks",
     "https://127.0.0.1/hooks",
