@@ -147,13 +147,16 @@ def _reasons(findings: list[ev.RuleFinding]) -> list[dict[str, str]]:
     return [{"rule_id": f.rule_id, "message": f.message_de} for f in findings]
 
 
+# A receipt confirms arrival and says what happens next; it promises no funding, open category or not.
+RECEIPT_OPEN_DE = "Ihr Antrag wird nun geprüft."
+RECEIPT_PAUSED_DE = (
+    "Hinweis: Der Fördergegenstand ist derzeit ausgesetzt. Ihr Antrag bleibt erhalten und wird geprüft; "
+    "er wartet, bis der Fördergegenstand wieder geöffnet wird und Mittel zur Verfügung stehen."
+)
+
+
 def _receipt(p: ev.ApplicationReceived, _: NoticeContext) -> Said | None:
-    notice = (
-        "Der Fördergegenstand kann derzeit bewilligt werden."
-        if p.category_open
-        else "Hinweis: Der Fördergegenstand ist derzeit ausgesetzt. Ihr Antrag bleibt erhalten und wartet, "
-        "bis wieder Mittel zur Verfügung stehen."
-    )
+    notice = RECEIPT_OPEN_DE if p.category_open else RECEIPT_PAUSED_DE
     requested = p.application.project.requested_amount_cents
     values = {"received_at": berlin_time(p.received_at), "amount": euro(requested), "category_notice": notice}
     facts = {

@@ -19,7 +19,7 @@ from tests.support import REPO, ServiceProcesses, SmtpSink, intake_url, open_fis
 
 pytestmark = pytest.mark.e2e
 
-OPEN_NOTICE = "Der Fördergegenstand kann derzeit bewilligt werden."
+OPEN_NOTICE = "Ihr Antrag wird nun geprüft."
 PAUSED_NOTICE = "Der Fördergegenstand ist derzeit ausgesetzt."
 
 

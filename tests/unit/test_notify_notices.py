@@ -109,8 +109,8 @@ NoticeCase = tuple[Callable[[], Event], list[str], list[str]]
 CASES: dict[str, NoticeCase] = {
     "receipt": (
         lambda: received(category_open=True),
-        ["Eingangsbestätigung", "96.000,00 €", "15.01.2027, 10:30 Uhr", "kann derzeit bewilligt werden"],
-        ["ausgesetzt"],
+        ["Eingangsbestätigung", "96.000,00 €", "15.01.2027, 10:30 Uhr", "wird nun geprüft", "keine Zusage"],
+        ["ausgesetzt", "bewilligt werden"],
     ),
     "ineligible": (
         lambda: reviewed(ev.ReviewOutcome.INELIGIBLE, INELIGIBLE_FINDINGS),
@@ -241,7 +241,19 @@ def test_receipt_tells_at_once_when_the_category_is_paused() -> None:
     notice = notice_for(envelope(received(category_open=False)), ev.ApplicationReceived)
     assert notice is not None
     assert "ausgesetzt" in notice.text
+    assert "wartet, bis der Fördergegenstand wieder geöffnet wird" in notice.text
     assert "kann derzeit bewilligt werden" not in notice.text
+
+
+@pytest.mark.parametrize("category_open", [True, False])
+def test_a_receipt_confirms_arrival_and_promises_no_funding(category_open: bool) -> None:
+    """A receipt is no grant notice: it says the application arrived and will be reviewed, nothing more."""
+    notice = notice_for(envelope(received(category_open=category_open)), ev.ApplicationReceived)
+    assert notice is not None
+    assert "geprüft" in notice.text
+    assert "Diese Bestätigung ist keine Zusage einer Förderung." in notice.text
+    assert "bewilligt werden" not in notice.text
+    assert "bewilligt" not in notice.subject
 
 
 @pytest.mark.parametrize(
