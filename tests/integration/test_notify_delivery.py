@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import asyncpg
@@ -693,6 +694,24 @@ async def test_a_portal_without_an_endpoint_gets_no_callback(notify: Notify) -> 
     await notify.feed(receipt)
     await notify.wait_status([notice_id(receipt.id, "email")], "delivered")
     assert await notify.pool.fetchval("SELECT count(*) FROM notices WHERE channel = 'callback'") == 0
+
+
+# --- the mail itself ------------------------------------------------------------------------------
+
+
+async def test_every_mail_carries_the_time_it_was_sent_as_its_date(notify: Notify, smtp_sink: SmtpSink) -> None:
+    """RFC 5322 requires a Date header; relays and mail clients sort and judge mail by it."""
+    app_id = new_application_id()
+    before = datetime.now(UTC).replace(microsecond=0)
+    receipt = received(app_id)
+    await notify.feed(receipt)
+    await notify.wait_status([notice_id(receipt.id, "email")], "delivered")
+    after = datetime.now(UTC)
+    [mail] = smtp_sink.for_application(app_id)
+    assert mail["Date"] is not None, "no Date header"
+    sent = parsedate_to_datetime(str(mail["Date"]))
+    assert sent.tzinfo is not None
+    assert before <= sent <= after, "the send time, not the event's"
 
 
 # --- redelivery -------------------------------------------------------------------------------------
