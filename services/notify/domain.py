@@ -78,6 +78,7 @@ class NoticeContext:
     """What notify remembers beyond the event itself."""
 
     promoted_amount_cents: int | None = None  # set when a reservation ends a waitlist stay: the requested amount
+    holds_reservation: bool = False  # money is reserved for the application (not released, not committed)
 
 
 @dataclass(frozen=True)
@@ -233,8 +234,14 @@ def _decided(p: ev.ApplicationDecided, _: NoticeContext) -> Said | None:
     return Said("rejected", values, {"reasons": budget_reasons, "decided_at": p.decided_at.isoformat()})
 
 
-def _withdrawn(p: ev.ApplicationWithdrawn, _: NoticeContext) -> Said | None:
-    return Said("withdrawn", {}, {"reason": p.reason})
+RELEASED_ON_WITHDRAWAL_DE = " Die für Ihren Antrag vorgemerkten Haushaltsmittel werden freigegeben."
+
+
+def _withdrawn(p: ev.ApplicationWithdrawn, context: NoticeContext) -> Said | None:
+    """Money is said to be released only when some was reserved: a waitlisted application had none."""
+    released = RELEASED_ON_WITHDRAWAL_DE if context.holds_reservation else ""
+    facts = {"reason": p.reason, "releases_reservation": context.holds_reservation}
+    return Said("withdrawn", {"released": released}, facts)
 
 
 NOTICE_RULES: dict[type[Event], Callable[[Any, NoticeContext], Said | None]] = {

@@ -127,6 +127,30 @@ async def end_waitlist_stay(conn: asyncpg.Connection, application_id: str) -> in
     )
 
 
+# --- reservations held --------------------------------------------------------------------------
+
+
+async def hold_reservation(conn: asyncpg.Connection, application_id: str, fiscal_year: int) -> None:
+    await conn.execute(
+        "INSERT INTO reservations_held (application_id, fiscal_year) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        application_id,
+        fiscal_year,
+    )
+
+
+async def end_reservation(conn: asyncpg.Connection, application_id: str, fiscal_year: int) -> None:
+    """Released or committed: either way no longer money a withdrawal would give back."""
+    await conn.execute(
+        "DELETE FROM reservations_held WHERE application_id = $1 AND fiscal_year = $2", application_id, fiscal_year
+    )
+
+
+async def holds_reservation(conn: asyncpg.Connection, application_id: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT true FROM reservations_held WHERE application_id = $1 LIMIT 1", application_id)
+    )
+
+
 # --- notices -------------------------------------------------------------------------------------
 
 

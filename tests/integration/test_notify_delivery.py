@@ -303,6 +303,11 @@ def reserved(app_id: str, year: int, cents: int) -> Envelope:
     return wrap(event, app_id, "/egov/budget")
 
 
+def released(app_id: str, year: int, cents: int, reason: str) -> Envelope:
+    event = ev.FundsReleased(application_id=app_id, fiscal_year=year, amount_cents=cents, reason=reason)
+    return wrap(event, app_id, "/egov/budget")
+
+
 def decided(app_id: str, decision: ev.Decision, reasons: list[str]) -> Envelope:
     approved = decision is ev.Decision.APPROVED
     event = ev.ApplicationDecided(
@@ -694,6 +699,34 @@ async def test_a_portal_without_an_endpoint_gets_no_callback(notify: Notify) -> 
     await notify.feed(receipt)
     await notify.wait_status([notice_id(receipt.id, "email")], "delivered")
     assert await notify.pool.fetchval("SELECT count(*) FROM notices WHERE channel = 'callback'") == 0
+
+
+# --- texts that fit the state ----------------------------------------------------------------------
+
+
+async def test_a_withdrawal_mail_says_money_is_released_only_when_some_is_reserved(
+    notify: Notify, smtp_sink: SmtpSink
+) -> None:
+    waiting, holding, let_go = (new_application_id() for _ in range(3))
+    stream = [
+        *(received(waiting), waitlisted(waiting, 2), withdrawn(waiting)),
+        *(received(holding), reserved(holding, 2027, 6_000_000), reserved(holding, 2028, 3_600_000)),
+        withdrawn(holding),
+        *(received(let_go), reserved(let_go, 2027, 6_000_000), released(let_go, 2027, 6_000_000, "expired")),
+        withdrawn(let_go),
+    ]
+    await notify.feed(*stream)
+    withdrawals = [e for e in stream if e.type == ev.ApplicationWithdrawn.wire_type()]
+    await notify.wait_status(ids(withdrawals, "email"), "delivered")
+
+    def withdrawal_text(app_id: str) -> str:
+        [mail] = [m for m in smtp_sink.for_application(app_id) if m["X-Notice-Type"] == "withdrawn"]
+        return text_of(mail)
+
+    released_money = "vorgemerkten Haushaltsmittel werden freigegeben"
+    assert released_money not in withdrawal_text(waiting), "nothing was reserved for a waitlisted application"
+    assert released_money in withdrawal_text(holding)
+    assert released_money not in withdrawal_text(let_go), "its reservation was released before"
 
 
 # --- the mail itself ------------------------------------------------------------------------------
