@@ -68,7 +68,7 @@ async def store_email(
 ) -> None:
     # Without a destination until the receipt (with the address) is seen: remember_recipient settles it.
     destination = store.EMAIL if recipient_known else None
-    stored = store.StoredNotice(notice_id(cause.id, EMAIL), EMAIL, destination, key, cause.id)
+    stored = store.StoredNotice(notice_id(cause.id, EMAIL), EMAIL, destination, key, cause.id, cause.time)
     await store.add_notice(conn, notice, stored)
 
 
@@ -80,7 +80,7 @@ async def store_callback(
     destination = store.callback_destination(portal) if portal else None
     body = callback_body(notice, callback_id, cause)
     await store.add_notice(
-        conn, notice, store.StoredNotice(callback_id, CALLBACK, destination, key, cause.id, portal, body)
+        conn, notice, store.StoredNotice(callback_id, CALLBACK, destination, key, cause.id, cause.time, portal, body)
     )
 
 

@@ -540,6 +540,25 @@ async def test_a_receiver_failing_three_times_gets_the_notice_exactly_once(notif
     assert all(x.causationid == receipt.id and x.subject == receipt.subject for x in events)
 
 
+async def test_a_later_notice_waits_until_the_earlier_one_of_its_application_is_delivered(notify: Notify) -> None:
+    """The applicant's order: the receipt fails once and is retried; the approval goes only after it."""
+    receiver = await Receiver(fail_first=1).start()
+    try:
+        await notify.register(PORTAL, receiver.url)
+        app_id = new_application_id()
+        receipt, approval = received(app_id), decided(app_id, ev.Decision.APPROVED, [])
+        await notify.feed(receipt, approval)
+        await notify.wait_status(ids([receipt, approval], "callback") + ids([receipt, approval], "email"), "delivered")
+    finally:
+        await receiver.stop()
+    assert [(c.data["notice_type"], c.status) for c in receiver.calls] == [
+        ("receipt", 503), ("receipt", 204), ("approved", 204),
+    ]  # fmt: skip
+    first = await notify.notice(notice_id(receipt.id, "callback"))
+    second = await notify.notice(notice_id(approval.id, "callback"))
+    assert first["delivered_at"] <= second["delivered_at"]
+
+
 async def test_a_receiver_that_is_down_gets_the_notice_after_it_comes_back(notify: Notify) -> None:
     receiver = Receiver(port=free_port())
     await notify.register(PORTAL, receiver.url)  # registered, but nothing listens yet
