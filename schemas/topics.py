@@ -102,8 +102,10 @@ BUDGET_ADMIN = Topic(
     key="fiscal_year",
     event_types=(ev.FiscalYearOpened, ev.PotAdjusted, ev.CategoryPaused, ev.CategoryResumed, ev.FiscalYearClosed),
     writer="budget",
+    # Intake follows the category pauses, so a receipt tells whether its category is open.
+    readers=("intake",),
     partitions=1,
-    description="Fiscal-year pots opened and adjusted by budget administrators.",
+    description="Fiscal-year pots opened and adjusted, and categories paused and resumed, by budget administrators.",
 )
 DECISIONS = Topic(
     name="egov.decisions.v1",

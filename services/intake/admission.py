@@ -76,14 +76,18 @@ def received(
     received_at: datetime,
     rules: Rules,
     submission_id: str | None,
+    paused_by_admin: bool,
 ) -> ApplicationReceived:
-    """The event of an admitted application; ``submission_id`` only when it came from the submissions topic."""
+    """The event of an admitted application; ``submission_id`` only when it came from the submissions topic.
+
+    The category is open only if neither the rules file nor a budget administrator (``paused_by_admin``,
+    from ``budget.category_paused`` events seen up to now) has paused it."""
     category = rules.category(application.project.category)
     return ApplicationReceived(
         application_id=application_id,
         portal_id=portal_id,
         received_at=received_at,
-        category_open=bool(category and category.open),
+        category_open=bool(category and category.open and not paused_by_admin),
         application=application,
         submission_id=submission_id,
     )

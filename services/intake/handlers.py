@@ -123,6 +123,7 @@ async def receive(
         received_at=received_at,
         rules=rules,
         submission_id=command.submission_id,
+        paused_by_admin=await store.category_paused(conn, application.project.category),
     )
     out = Envelope.wrap(
         event, source=SOURCE, subject=event.application_id, cause=cause, actor=f"portal:{command.portal_id}"
@@ -138,6 +139,28 @@ def ingress_routes(rules: Rules, quota: store.Quota, tolerance_seconds: float) -
         return await on_submission(conn, envelope, rules, quota, tolerance_seconds)
 
     return {ev.SubmitApplication.wire_type(): submitted}
+
+
+# --- categories paused and resumed by budget administrators --------------------------------------
+
+
+async def on_category_paused(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+    paused = envelope.payload(ev.CategoryPaused)
+    await store.pause_category(conn, paused.category, envelope.time, envelope.id)
+    return ()
+
+
+async def on_category_resumed(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+    await store.resume_category(conn, envelope.payload(ev.CategoryResumed).category)
+    return ()
+
+
+# The topic is one partition, so pauses and resumes arrive in the order budget published them;
+# the fiscal-year events on it concern budget alone and are ignored.
+CATEGORY_ROUTES: dict[str, Handler] = {
+    ev.CategoryPaused.wire_type(): on_category_paused,
+    ev.CategoryResumed.wire_type(): on_category_resumed,
+}
 
 
 # --- the status projection: every application event moves the read model forward ----------------

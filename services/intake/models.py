@@ -33,7 +33,11 @@ class Receipt(ApiModel):
     status: ApplicationState = Field(description="Always 'received' in a receipt")
     received_at: AwareDatetime = Field(description="Receipt time; first come, first served builds on it")
     status_url: str
-    category_open: bool = Field(description="Whether the category can currently be approved")
+    category_open: bool = Field(
+        description="Whether the category was open at receipt: false when the rules file or a budget "
+        "administrator had paused it (every budget.category_paused / budget.category_resumed published up to "
+        "the receipt counts). It is no funding promise; the application is reviewed either way."
+    )
     category_notice: str | None = Field(description="Set when the category is paused: the application waits")
 
 

@@ -385,6 +385,28 @@ async def list_applications(
     return [summary(r) for r in rows]
 
 
+# --- categories paused by a budget administrator ---------------------------------------------------
+
+
+async def pause_category(conn: asyncpg.Connection, category: str, paused_at: datetime, event_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO paused_categories (category, paused_at, event_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (category) DO UPDATE SET paused_at = EXCLUDED.paused_at, event_id = EXCLUDED.event_id",
+        category,
+        paused_at,
+        event_id,
+    )
+
+
+async def resume_category(conn: asyncpg.Connection, category: str) -> None:
+    await conn.execute("DELETE FROM paused_categories WHERE category = $1", category)
+
+
+async def category_paused(conn: Db, category: str) -> bool:
+    """Whether a budget administrator has paused the category (the rules file's pauses are not here)."""
+    return bool(await conn.fetchval("SELECT true FROM paused_categories WHERE category = $1", category))
+
+
 # --- withdrawals ---------------------------------------------------------------------------------
 
 

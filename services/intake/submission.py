@@ -1,7 +1,8 @@
 """An HTTP submission from body to receipt: validate, claim, publish (acks=all), record, answer.
 
-Round trips per accepted submission: one claim (idempotency key, quota, pending claim), the
-broker's acknowledgement, one record (status row, answer for the key). Application numbers are
+Round trips per accepted submission: one claim (idempotency key, quota, pending claim) and, beside
+it, one look at the categories paused by a budget administrator, the broker's acknowledgement, one
+record (status row, answer for the key). Application numbers are
 drawn from the database sequence in blocks, so ids stay unique across instances and restarts.
 """
 
@@ -118,7 +119,7 @@ class Submissions:
         app_id = application_id(received_at, await self.numbers.next())
         event_id = str(uuid.uuid4())
         digest = hashlib.sha256(body).digest()
-        claim = await self.claim(
+        claiming = self.claim(
             store.Claim(
                 portal_id=portal.portal_id,
                 key=key,
@@ -130,6 +131,8 @@ class Submissions:
                 fiscal_years=fiscal_years(application),
             )
         )
+        # Read beside the claim, not after it: the receipt tells the pauses published up to now.
+        claim, paused = await asyncio.gather(claiming, store.category_paused(self.pool, application.project.category))
         if claim["outcome"] == "cap_exceeded":
             # The same rule again, now with the fact the claim found: the year that is full.
             over_quota = admit(application, portal.ags_prefixes, FullYear(claim["full_year"], self.quota.cap))
@@ -139,7 +142,7 @@ class Submissions:
             if bytes(claim["body_sha256"]) != digest:
                 raise Problem(409, "idempotency.key_reused", "This Idempotency-Key was used with another body")
             return await self.await_original(portal, key or "", application)
-        return await self.publish(portal, application, app_id, event_id, received_at, key)
+        return await self.publish(portal, application, app_id, event_id, received_at, key, paused)
 
     async def publish(
         self,
@@ -149,6 +152,7 @@ class Submissions:
         event_id: str,
         received_at: datetime,
         key: str | None,
+        paused_by_admin: bool,
     ) -> dict[str, Any]:
         """Publish and wait for acks=all; the same ids on a retry make the same event."""
         event = received(
@@ -158,6 +162,7 @@ class Submissions:
             received_at=received_at,
             rules=self.rules,
             submission_id=None,  # an HTTP submission has an Idempotency-Key at most, no submission id
+            paused_by_admin=paused_by_admin,
         )
         envelope = Envelope.wrap(
             event,
@@ -186,6 +191,7 @@ class Submissions:
             if datetime.now(UTC) - record["created_at"] > self.patience:
                 break
             await asyncio.sleep(0.05)
+        paused = await store.category_paused(self.pool, application.project.category)
         return await self.publish(
-            portal, application, record["application_id"], record["event_id"], record["received_at"], key
+            portal, application, record["application_id"], record["event_id"], record["received_at"], key, paused
         )

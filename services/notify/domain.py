@@ -78,6 +78,7 @@ class NoticeContext:
     """What notify remembers beyond the event itself."""
 
     promoted_amount_cents: int | None = None  # set when a reservation ends a waitlist stay: the requested amount
+    holds_reservation: bool = False  # money is reserved for the application (not released, not committed)
 
 
 @dataclass(frozen=True)
@@ -147,13 +148,16 @@ def _reasons(findings: list[ev.RuleFinding]) -> list[dict[str, str]]:
     return [{"rule_id": f.rule_id, "message": f.message_de} for f in findings]
 
 
+# A receipt confirms arrival and says what happens next; it promises no funding, open category or not.
+RECEIPT_OPEN_DE = "Ihr Antrag wird nun geprüft."
+RECEIPT_PAUSED_DE = (
+    "Hinweis: Der Fördergegenstand ist derzeit ausgesetzt. Ihr Antrag bleibt erhalten und wird geprüft; "
+    "er wartet, bis der Fördergegenstand wieder geöffnet wird und Mittel zur Verfügung stehen."
+)
+
+
 def _receipt(p: ev.ApplicationReceived, _: NoticeContext) -> Said | None:
-    notice = (
-        "Der Fördergegenstand kann derzeit bewilligt werden."
-        if p.category_open
-        else "Hinweis: Der Fördergegenstand ist derzeit ausgesetzt. Ihr Antrag bleibt erhalten und wartet, "
-        "bis wieder Mittel zur Verfügung stehen."
-    )
+    notice = RECEIPT_OPEN_DE if p.category_open else RECEIPT_PAUSED_DE
     requested = p.application.project.requested_amount_cents
     values = {"received_at": berlin_time(p.received_at), "amount": euro(requested), "category_notice": notice}
     facts = {
@@ -230,8 +234,14 @@ def _decided(p: ev.ApplicationDecided, _: NoticeContext) -> Said | None:
     return Said("rejected", values, {"reasons": budget_reasons, "decided_at": p.decided_at.isoformat()})
 
 
-def _withdrawn(p: ev.ApplicationWithdrawn, _: NoticeContext) -> Said | None:
-    return Said("withdrawn", {}, {"reason": p.reason})
+RELEASED_ON_WITHDRAWAL_DE = " Die für Ihren Antrag vorgemerkten Haushaltsmittel werden freigegeben."
+
+
+def _withdrawn(p: ev.ApplicationWithdrawn, context: NoticeContext) -> Said | None:
+    """Money is said to be released only when some was reserved: a waitlisted application had none."""
+    released = RELEASED_ON_WITHDRAWAL_DE if context.holds_reservation else ""
+    facts = {"reason": p.reason, "releases_reservation": context.holds_reservation}
+    return Said("withdrawn", {"released": released}, facts)
 
 
 NOTICE_RULES: dict[type[Event], Callable[[Any, NoticeContext], Said | None]] = {

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from schemas.events import ApplicationReceived, ApplicationWaitlisted, FundsReserved, NoticeChannel
+from schemas.events import (
+    ApplicationReceived,
+    ApplicationWaitlisted,
+    ApplicationWithdrawn,
+    FundsCommitted,
+    FundsReleased,
+    FundsReserved,
+    NoticeChannel,
+)
 from services.notify import store
 from services.notify.domain import NOTICE_RULES, Notice, NoticeContext, callback_body, notice_id, notice_of
 
@@ -31,13 +39,18 @@ async def remember(conn: asyncpg.Connection, payload: Event) -> None:
         await store.remember_recipient(conn, payload.application_id, payload.portal_id, contact)
     elif isinstance(payload, ApplicationWaitlisted):
         await store.remember_waitlisted(conn, payload.application_id, payload.amount_cents)
+    elif isinstance(payload, FundsReserved):
+        await store.hold_reservation(conn, payload.application_id, payload.fiscal_year)
+    elif isinstance(payload, FundsReleased | FundsCommitted):
+        await store.end_reservation(conn, payload.application_id, payload.fiscal_year)
 
 
 async def context_of(conn: asyncpg.Connection, payload: Event) -> NoticeContext:
-    promoted = None
     if isinstance(payload, FundsReserved):
-        promoted = await store.end_waitlist_stay(conn, payload.application_id)
-    return NoticeContext(promoted_amount_cents=promoted)
+        return NoticeContext(promoted_amount_cents=await store.end_waitlist_stay(conn, payload.application_id))
+    if isinstance(payload, ApplicationWithdrawn):
+        return NoticeContext(holds_reservation=await store.holds_reservation(conn, payload.application_id))
+    return NoticeContext()
 
 
 async def store_notice(conn: asyncpg.Connection, notice: Notice, cause: Envelope) -> None:
@@ -55,7 +68,7 @@ async def store_email(
 ) -> None:
     # Without a destination until the receipt (with the address) is seen: remember_recipient settles it.
     destination = store.EMAIL if recipient_known else None
-    stored = store.StoredNotice(notice_id(cause.id, EMAIL), EMAIL, destination, key, cause.id)
+    stored = store.StoredNotice(notice_id(cause.id, EMAIL), EMAIL, destination, key, cause.id, cause.time)
     await store.add_notice(conn, notice, stored)
 
 
@@ -67,7 +80,7 @@ async def store_callback(
     destination = store.callback_destination(portal) if portal else None
     body = callback_body(notice, callback_id, cause)
     await store.add_notice(
-        conn, notice, store.StoredNotice(callback_id, CALLBACK, destination, key, cause.id, portal, body)
+        conn, notice, store.StoredNotice(callback_id, CALLBACK, destination, key, cause.id, cause.time, portal, body)
     )
 
 
@@ -75,7 +88,7 @@ def notice_handler(event_class: type[Event]) -> Handler:
     async def handle(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
         payload = envelope.payload(event_class)
         await remember(conn, payload)
-        notice = notice_of(payload, await context_of(conn, payload))
+        notice = notice_of(payload, await context_of(conn, payload)) if event_class in NOTICE_RULES else None
         if notice is not None:
             await store_notice(conn, notice, envelope)
         return ()
@@ -83,5 +96,9 @@ def notice_handler(event_class: type[Event]) -> Handler:
     return handle
 
 
+# Events that owe no notice of their own but change what a later notice says.
+REMEMBERED: tuple[type[Event], ...] = (FundsReleased, FundsCommitted)
+
+
 def routes() -> dict[str, Handler]:
-    return {cls.wire_type(): notice_handler(cls) for cls in NOTICE_RULES}
+    return {cls.wire_type(): notice_handler(cls) for cls in (*NOTICE_RULES, *REMEMBERED)}

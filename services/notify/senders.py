@@ -11,7 +11,9 @@ import asyncio
 import socket
 import ssl
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
@@ -42,9 +44,11 @@ class Sender(Protocol):
     async def close(self) -> None: ...
 
 
-def email_message(notice: asyncpg.Record, sender: str) -> EmailMessage:
-    """The notice id is the Message-ID: a copy sent again after a crash is recognisably the same mail."""
+def email_message(notice: asyncpg.Record, sender: str, sent_at: datetime | None = None) -> EmailMessage:
+    """The notice id is the Message-ID: a copy sent again after a crash is recognisably the same mail.
+    ``Date`` (required by RFC 5322) is the time of this attempt, not of the event: it is when the mail left."""
     message = EmailMessage()
+    message["Date"] = format_datetime(sent_at or datetime.now(UTC))
     message["From"] = sender
     message["To"] = notice["email"]
     message["Subject"] = notice["subject"]

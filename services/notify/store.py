@@ -33,6 +33,7 @@ class StoredNotice:
     destination: str | None
     event_key: str
     cause_event_id: str
+    cause_time: datetime  # the causing event's time: the application's notices go out in this order
     portal_id: str | None = None
     callback_body: bytes | None = None
 
@@ -127,14 +128,38 @@ async def end_waitlist_stay(conn: asyncpg.Connection, application_id: str) -> in
     )
 
 
+# --- reservations held --------------------------------------------------------------------------
+
+
+async def hold_reservation(conn: asyncpg.Connection, application_id: str, fiscal_year: int) -> None:
+    await conn.execute(
+        "INSERT INTO reservations_held (application_id, fiscal_year) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        application_id,
+        fiscal_year,
+    )
+
+
+async def end_reservation(conn: asyncpg.Connection, application_id: str, fiscal_year: int) -> None:
+    """Released or committed: either way no longer money a withdrawal would give back."""
+    await conn.execute(
+        "DELETE FROM reservations_held WHERE application_id = $1 AND fiscal_year = $2", application_id, fiscal_year
+    )
+
+
+async def holds_reservation(conn: asyncpg.Connection, application_id: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT true FROM reservations_held WHERE application_id = $1 LIMIT 1", application_id)
+    )
+
+
 # --- notices -------------------------------------------------------------------------------------
 
 
 async def add_notice(conn: asyncpg.Connection, notice: Notice, stored: StoredNotice) -> None:
     await conn.execute(
         "INSERT INTO notices (notice_id, application_id, notice_type, channel, subject, body_text, body_html,"
-        " cause_event_id, event_key, portal_id, destination, callback_body)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+        " cause_event_id, event_key, portal_id, destination, callback_body, cause_time)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
         stored.notice_id,
         notice.application_id,
         notice.notice_type,
@@ -147,6 +172,7 @@ async def add_notice(conn: asyncpg.Connection, notice: Notice, stored: StoredNot
         stored.portal_id,
         stored.destination,
         stored.callback_body,
+        stored.cause_time,
     )
 
 
@@ -169,6 +195,11 @@ WITH RECURSIVE destinations AS (  -- the distinct destinations with pending noti
     SELECT due.notice_id FROM room, LATERAL (
         SELECT n.notice_id, n.next_attempt_at FROM notices n
         WHERE n.status = 'pending' AND n.destination = room.destination AND n.next_attempt_at <= now()
+          AND NOT EXISTS (  -- the applicant's order: an earlier notice of its application still to go
+              SELECT 1 FROM notices e
+              WHERE e.status = 'pending' AND e.application_id = n.application_id AND e.channel = n.channel
+                AND (e.cause_time, e.sequence) < (n.cause_time, n.sequence)
+          )
         ORDER BY n.next_attempt_at LIMIT greatest(room.free, 0)
     ) due
     ORDER BY due.next_attempt_at LIMIT $1::int
@@ -186,8 +217,10 @@ async def claim_due(
     pool: asyncpg.Pool, limit: int, lease: timedelta, email_cap: int, callback_cap: int
 ) -> list[asyncpg.Record]:
     """Take due notices for one attempt, at most ``*_cap`` leased per destination (across all
-    instances), so a slow receiver ties up only its own notices. The lease moves the next attempt
-    to its end: if the process dies mid-attempt, the notice comes due again then."""
+    instances), so a slow receiver ties up only its own notices. A notice waits while an earlier one
+    of its application and channel is pending (see migration 004), so each applicant hears in order.
+    The lease moves the next attempt to its end: if the process dies mid-attempt, the notice comes
+    due again then."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(f"{RELAXED}; SELECT pg_advisory_xact_lock({int(AdvisoryLock.NOTIFY_CLAIM)})")
         return await conn.fetch(CLAIM, limit, lease, email_cap, callback_cap)  # type: ignore[no-any-return]

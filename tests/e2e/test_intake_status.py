@@ -15,11 +15,20 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import REPO, ServiceProcesses, SmtpSink, intake_url, open_fiscal_year, sample_application
+from tests.support import (
+    ADMIN_TOKEN,
+    REPO,
+    SERVICE_PORTS,
+    ServiceProcesses,
+    SmtpSink,
+    intake_url,
+    open_fiscal_year,
+    sample_application,
+)
 
 pytestmark = pytest.mark.e2e
 
-OPEN_NOTICE = "Der Fördergegenstand kann derzeit bewilligt werden."
+OPEN_NOTICE = "Ihr Antrag wird nun geprüft."
 PAUSED_NOTICE = "Der Fördergegenstand ist derzeit ausgesetzt."
 
 
@@ -76,6 +85,46 @@ async def test_the_receipt_and_the_first_notice_say_whether_the_category_is_open
     assert OPEN_NOTICE in await receipt_mail(smtp_sink, opened["application_id"])
 
 
+async def test_a_category_paused_by_a_budget_administrator_is_paused_in_the_receipt_and_its_mail(
+    services: ServiceProcesses, portal_token: str, smtp_sink: SmtpSink, service_dsns: dict[str, str]
+) -> None:
+    category = "schulung"  # open in the rules file
+
+    async def set_category(action: str) -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                f"http://127.0.0.1:{SERVICE_PORTS['budget']}/v1/categories/{category}/{action}",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+        assert response.status_code == 200, response.text
+
+    async def intake_sees_paused(expected: bool) -> None:
+        conn = await asyncpg.connect(service_dsns["intake"])
+        try:
+            for _ in range(300):
+                found = await conn.fetchval("SELECT true FROM paused_categories WHERE category = $1", category)
+                if bool(found) is expected:
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+        raise AssertionError(f"intake never saw {category} {'paused' if expected else 'resumed'}")
+
+    await set_category("pause")
+    try:
+        await intake_sees_paused(True)
+        receipt = await submit(portal_token, category=category)
+        assert receipt["category_open"] is False
+        assert "paused" in receipt["category_notice"]
+        mail = await receipt_mail(smtp_sink, receipt["application_id"])
+        assert PAUSED_NOTICE in mail
+        assert OPEN_NOTICE not in mail
+    finally:
+        await set_category("resume")
+        await intake_sees_paused(False)
+    assert (await submit(portal_token, category=category))["category_open"] is True
+
+
 async def test_the_status_follows_the_application_to_its_decision_and_then_refuses_withdrawal(
     services: ServiceProcesses, portal_token: str
 ) -> None:
@@ -101,7 +150,7 @@ async def test_the_status_follows_the_application_to_its_decision_and_then_refus
 
 
 async def test_a_waiting_application_can_be_withdrawn_and_the_pipeline_hears_of_it(
-    services: ServiceProcesses, portal_token: str, service_dsns: dict[str, str]
+    services: ServiceProcesses, portal_token: str, service_dsns: dict[str, str], smtp_sink: SmtpSink
 ) -> None:
     app_id = (await submit(portal_token, category="e_akte"))["application_id"]  # paused: it waits
     await status_when(portal_token, app_id, lambda s: s["status"] == "waitlisted")
@@ -128,6 +177,14 @@ async def test_a_waiting_application_can_be_withdrawn_and_the_pipeline_hears_of_
     finally:
         await conn.close()
     assert line == "withdrawn", "budget took the application out of the line"
+
+    for _ in range(300):
+        withdrawals = [m for m in smtp_sink.for_application(app_id) if m["X-Notice-Type"] == "withdrawn"]
+        if withdrawals:
+            break
+        await asyncio.sleep(0.1)
+    [mail] = withdrawals
+    assert "freigegeben" not in text_of(mail), "nothing was reserved for a waiting application"
 
 
 async def test_the_status_view_is_rebuilt_from_the_topics(

@@ -35,11 +35,22 @@ from schemas.events import (
     ApplicationRejected,
     ApplicationWaitlisted,
     ApplicationWithdrawn,
+    CategoryPaused,
+    CategoryResumed,
     Decision,
     SubmitApplication,
     WaitlistReason,
 )
-from schemas.topics import ALL_TOPICS, APPLICATIONS, BUDGET, DECISIONS, SUBMISSIONS, Topic, dead_letters
+from schemas.topics import (
+    ALL_TOPICS,
+    APPLICATIONS,
+    BUDGET,
+    BUDGET_ADMIN,
+    DECISIONS,
+    SUBMISSIONS,
+    Topic,
+    dead_letters,
+)
 from services.intake.portals import add_signing_key
 from tests.conftest import issue_portal_token
 from tests.support import (
@@ -739,6 +750,58 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
             break
         await asyncio.sleep(0.1)
     assert status.json()["status"] == "received", "the portal sees a Kafka-path application over HTTP too"
+
+
+async def test_a_category_paused_through_the_budget_admin_api_is_closed_in_receipts_until_resumed(
+    intake: IntakeProcess, tokens: dict[str, str], portal_a_key: bytes, http: httpx.AsyncClient
+) -> None:
+    """budget.category_paused on the admin topic reaches intake: the receipt over HTTP and the event
+    of a Kafka submission both say the category is not open, until budget.category_resumed."""
+    category = "schulung"  # open in the rules file
+
+    async def admin_event(event: CategoryPaused | CategoryResumed) -> None:
+        envelope = Envelope.wrap(event, source="/egov/budget", subject=f"category:{category}", actor="admin:test")
+        await publish(intake.kafka, BUDGET_ADMIN, f"category:{category}", envelope.to_bytes())
+
+    async def paused_in_intake(expected: bool) -> None:
+        conn = await asyncpg.connect(intake.dsn)
+        try:
+            for _ in range(200):
+                if bool(await conn.fetchval("SELECT true FROM paused_categories WHERE category = $1", category)) is (
+                    expected
+                ):
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+        raise AssertionError(f"intake never saw {category} {'paused' if expected else 'resumed'}")
+
+    async def receipt() -> dict[str, Any]:
+        response = await http.post(
+            "/v1/applications", json=sample_application(category=category), headers=auth(tokens["portal-a"])
+        )
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    await admin_event(CategoryPaused(category=category))
+    try:
+        await paused_in_intake(True)
+        over_http = await receipt()
+        assert (over_http["category_open"], "paused" in over_http["category_notice"]) == (False, True)
+
+        over_kafka = f"sub-{uuid.uuid4().hex[:8]}"
+        value = submission(over_kafka, sample_application(category=category))
+        await publish(intake.kafka, SUBMISSIONS, over_kafka, value, signed_by(portal_a_key, value))
+        seen = await read_topic(
+            intake.kafka, APPLICATIONS, lambda es: any(map(about(over_kafka, ApplicationReceived), es))
+        )
+        [event] = [e.payload(ApplicationReceived) for e in seen if about(over_kafka, ApplicationReceived)(e)]
+        assert event.category_open is False
+    finally:
+        await admin_event(CategoryResumed(category=category))
+        await paused_in_intake(False)
+    again = await receipt()
+    assert (again["category_open"], again["category_notice"]) == (True, None)
 
 
 # --- the broker away and back (last: it stops the module's broker) ------------------------------------

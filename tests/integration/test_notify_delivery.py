@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import asyncpg
@@ -309,6 +310,11 @@ def reserved(app_id: str, year: int, cents: int) -> Envelope:
     return wrap(event, app_id, "/egov/budget")
 
 
+def released(app_id: str, year: int, cents: int, reason: str) -> Envelope:
+    event = ev.FundsReleased(application_id=app_id, fiscal_year=year, amount_cents=cents, reason=reason)
+    return wrap(event, app_id, "/egov/budget")
+
+
 def decided(app_id: str, decision: ev.Decision, reasons: list[str]) -> Envelope:
     approved = decision is ev.Decision.APPROVED
     event = ev.ApplicationDecided(
@@ -541,6 +547,25 @@ async def test_a_receiver_failing_three_times_gets_the_notice_exactly_once(notif
     assert all(x.causationid == receipt.id and x.subject == receipt.subject for x in events)
 
 
+async def test_a_later_notice_waits_until_the_earlier_one_of_its_application_is_delivered(notify: Notify) -> None:
+    """The applicant's order: the receipt fails once and is retried; the approval goes only after it."""
+    receiver = await Receiver(fail_first=1).start()
+    try:
+        await notify.register(PORTAL, receiver.url)
+        app_id = new_application_id()
+        receipt, approval = received(app_id), decided(app_id, ev.Decision.APPROVED, [])
+        await notify.feed(receipt, approval)
+        await notify.wait_status(ids([receipt, approval], "callback") + ids([receipt, approval], "email"), "delivered")
+    finally:
+        await receiver.stop()
+    assert [(c.data["notice_type"], c.status) for c in receiver.calls] == [
+        ("receipt", 503), ("receipt", 204), ("approved", 204),
+    ]  # fmt: skip
+    first = await notify.notice(notice_id(receipt.id, "callback"))
+    second = await notify.notice(notice_id(approval.id, "callback"))
+    assert first["delivered_at"] <= second["delivered_at"]
+
+
 async def test_a_receiver_that_is_down_gets_the_notice_after_it_comes_back(notify: Notify) -> None:
     receiver = Receiver(port=free_port())
     await notify.register(PORTAL, receiver.url)  # registered, but nothing listens yet
@@ -700,6 +725,52 @@ async def test_a_portal_without_an_endpoint_gets_no_callback(notify: Notify) -> 
     await notify.feed(receipt)
     await notify.wait_status([notice_id(receipt.id, "email")], "delivered")
     assert await notify.pool.fetchval("SELECT count(*) FROM notices WHERE channel = 'callback'") == 0
+
+
+# --- texts that fit the state ----------------------------------------------------------------------
+
+
+async def test_a_withdrawal_mail_says_money_is_released_only_when_some_is_reserved(
+    notify: Notify, smtp_sink: SmtpSink
+) -> None:
+    waiting, holding, let_go = (new_application_id() for _ in range(3))
+    stream = [
+        *(received(waiting), waitlisted(waiting, 2), withdrawn(waiting)),
+        *(received(holding), reserved(holding, 2027, 6_000_000), reserved(holding, 2028, 3_600_000)),
+        withdrawn(holding),
+        *(received(let_go), reserved(let_go, 2027, 6_000_000), released(let_go, 2027, 6_000_000, "expired")),
+        withdrawn(let_go),
+    ]
+    await notify.feed(*stream)
+    withdrawals = [e for e in stream if e.type == ev.ApplicationWithdrawn.wire_type()]
+    await notify.wait_status(ids(withdrawals, "email"), "delivered")
+
+    def withdrawal_text(app_id: str) -> str:
+        [mail] = [m for m in smtp_sink.for_application(app_id) if m["X-Notice-Type"] == "withdrawn"]
+        return text_of(mail)
+
+    released_money = "vorgemerkten Haushaltsmittel werden freigegeben"
+    assert released_money not in withdrawal_text(waiting), "nothing was reserved for a waitlisted application"
+    assert released_money in withdrawal_text(holding)
+    assert released_money not in withdrawal_text(let_go), "its reservation was released before"
+
+
+# --- the mail itself ------------------------------------------------------------------------------
+
+
+async def test_every_mail_carries_the_time_it_was_sent_as_its_date(notify: Notify, smtp_sink: SmtpSink) -> None:
+    """RFC 5322 requires a Date header; relays and mail clients sort and judge mail by it."""
+    app_id = new_application_id()
+    before = datetime.now(UTC).replace(microsecond=0)
+    receipt = received(app_id)
+    await notify.feed(receipt)
+    await notify.wait_status([notice_id(receipt.id, "email")], "delivered")
+    after = datetime.now(UTC)
+    [mail] = smtp_sink.for_application(app_id)
+    assert mail["Date"] is not None, "no Date header"
+    sent = parsedate_to_datetime(str(mail["Date"]))
+    assert sent.tzinfo is not None
+    assert before <= sent <= after, "the send time, not the event's"
 
 
 # --- redelivery -------------------------------------------------------------------------------------

@@ -153,8 +153,8 @@ def callbacks(portals: list[str], n: int) -> list[tuple[uuid.UUID, str, bytes]]:
 
 INSERT = (
     "INSERT INTO notices (notice_id, application_id, notice_type, channel, subject, body_text, body_html,"
-    " cause_event_id, event_key, portal_id, destination, callback_body, next_attempt_at)"
-    " VALUES ($1, $2, 'receipt', 'callback', 'Eingangsbestätigung', '', '', $3, $2, $4, $5, $6, 'infinity')"
+    " cause_event_id, event_key, portal_id, destination, callback_body, next_attempt_at, cause_time)"
+    " VALUES ($1, $2, 'receipt', 'callback', 'Eingangsbestätigung', '', '', $3, $2, $4, $5, $6, 'infinity', now())"
 )
 
 

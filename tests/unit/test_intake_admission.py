@@ -186,12 +186,44 @@ def test_a_submission_id_reused_for_another_body_is_refused() -> None:
 
 def test_the_received_event_carries_the_submission_id_only_when_there_is_one() -> None:
     at = datetime(2027, 1, 15, 9, 30, tzinfo=UTC)
-    common: dict[str, Any] = {"application_id": "TH-EGOV-2027-000001", "portal_id": "p", "received_at": at}
+    common: dict[str, Any] = {
+        "application_id": "TH-EGOV-2027-000001",
+        "portal_id": "p",
+        "received_at": at,
+        "paused_by_admin": False,
+    }
     over_http = received(f.funding_application(), **common, rules=RULES, submission_id=None)
     over_kafka = received(f.funding_application(), **common, rules=RULES, submission_id="sub-1")
     assert (over_http.submission_id, over_kafka.submission_id) == (None, "sub-1")
     assert over_http.category_open is over_kafka.category_open is True
     assert over_http.model_dump(exclude={"submission_id"}) == over_kafka.model_dump(exclude={"submission_id"})
+
+
+@pytest.mark.parametrize(
+    ("category", "paused_by_admin", "open_at_receipt"),
+    [
+        ("dms_eservices", False, True),
+        ("dms_eservices", True, False),  # open in the rules file, paused through the budget admin API
+        ("e_akte", False, False),  # paused in the rules file
+        ("e_akte", True, False),
+    ],
+)
+def test_a_category_is_open_at_receipt_only_if_neither_the_rules_nor_an_administrator_paused_it(
+    category: str, paused_by_admin: bool, open_at_receipt: bool
+) -> None:
+    application = f.funding_application().model_copy(
+        update={"project": f.funding_application().project.model_copy(update={"category": category})}
+    )
+    event = received(
+        application,
+        application_id="TH-EGOV-2027-000003",
+        portal_id="p",
+        received_at=f.RECEIVED_AT,
+        rules=RULES,
+        submission_id=None,
+        paused_by_admin=paused_by_admin,
+    )
+    assert event.category_open is open_at_receipt
 
 
 # --- metrics, from what the ingress committed ---------------------------------------------------
@@ -212,6 +244,7 @@ def test_the_ingress_hook_counts_committed_rejections_under_kafka_and_receipts_b
         received_at=f.RECEIVED_AT,
         rules=RULES,
         submission_id="s",
+        paused_by_admin=False,
     )
     one = ApplicationRejected(portal_id="p", submission_id="s", errors=[ID_REUSED])
     several = ApplicationRejected(portal_id="p", submission_id="s", errors=[ID_REUSED, quota_problem(2091, CAP)])

@@ -14,6 +14,7 @@ from schemas.topics import (
     ALL_TOPICS,
     APPLICATIONS,
     BUDGET,
+    BUDGET_ADMIN,
     DECISIONS,
     DOMAIN_TOPICS,
     NOTIFICATIONS,
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.unit
 ACLS = plan(ALL_TOPICS, LOCAL_PORTALS)
 # What each service's consumers subscribe to (the composition roots say the same).
 CONSUMES = {
-    "intake": {SUBMISSIONS.name, *(t.name for t in STATUS_TOPICS)},
+    "intake": {SUBMISSIONS.name, BUDGET_ADMIN.name, *(t.name for t in STATUS_TOPICS)},
     "review": {APPLICATIONS.name},
     "budget": {REVIEWS.name, APPLICATIONS.name},
     "notify": {APPLICATIONS.name, REVIEWS.name, BUDGET.name, DECISIONS.name},

@@ -109,8 +109,8 @@ NoticeCase = tuple[Callable[[], Event], list[str], list[str]]
 CASES: dict[str, NoticeCase] = {
     "receipt": (
         lambda: received(category_open=True),
-        ["Eingangsbestätigung", "96.000,00 €", "15.01.2027, 10:30 Uhr", "kann derzeit bewilligt werden"],
-        ["ausgesetzt"],
+        ["Eingangsbestätigung", "96.000,00 €", "15.01.2027, 10:30 Uhr", "wird nun geprüft", "keine Zusage"],
+        ["ausgesetzt", "bewilligt werden"],
     ),
     "ineligible": (
         lambda: reviewed(ev.ReviewOutcome.INELIGIBLE, INELIGIBLE_FINDINGS),
@@ -145,8 +145,8 @@ CASES: dict[str, NoticeCase] = {
     ),
     "withdrawn": (
         lambda: ev.ApplicationWithdrawn(application_id=APP_ID, portal_id="portal-a", reason="Projekt verschoben"),
-        ["Rücknahme", "freigegeben"],
-        [],
+        ["Rücknahme"],
+        ["freigegeben"],  # nothing known to be reserved: a waitlisted application had no money to release
     ),
 }
 
@@ -241,7 +241,29 @@ def test_receipt_tells_at_once_when_the_category_is_paused() -> None:
     notice = notice_for(envelope(received(category_open=False)), ev.ApplicationReceived)
     assert notice is not None
     assert "ausgesetzt" in notice.text
+    assert "wartet, bis der Fördergegenstand wieder geöffnet wird" in notice.text
     assert "kann derzeit bewilligt werden" not in notice.text
+
+
+@pytest.mark.parametrize("holds_reservation", [True, False])
+def test_a_withdrawal_says_money_is_released_only_when_some_was_reserved(holds_reservation: bool) -> None:
+    event = ev.ApplicationWithdrawn(application_id=APP_ID, portal_id="portal-a")
+    notice = notice_for(envelope(event), ev.ApplicationWithdrawn, NoticeContext(holds_reservation=holds_reservation))
+    assert notice is not None
+    assert f"wir bestätigen die Rücknahme Ihres Antrags {APP_ID}." in notice.text
+    assert ("vorgemerkten Haushaltsmittel werden freigegeben" in notice.text) is holds_reservation
+    assert notice.facts["releases_reservation"] is holds_reservation
+
+
+@pytest.mark.parametrize("category_open", [True, False])
+def test_a_receipt_confirms_arrival_and_promises_no_funding(category_open: bool) -> None:
+    """A receipt is no grant notice: it says the application arrived and will be reviewed, nothing more."""
+    notice = notice_for(envelope(received(category_open=category_open)), ev.ApplicationReceived)
+    assert notice is not None
+    assert "geprüft" in notice.text
+    assert "Diese Bestätigung ist keine Zusage einer Förderung." in notice.text
+    assert "bewilligt werden" not in notice.text
+    assert "bewilligt" not in notice.subject
 
 
 @pytest.mark.parametrize(
@@ -295,7 +317,7 @@ def test_html_escapes_what_came_from_events() -> None:
 
 
 def test_values_are_not_reinterpreted_as_placeholders() -> None:
-    notice = render("withdrawn", "TH-EGOV-2027-$amount", {})
+    notice = render("withdrawn", "TH-EGOV-2027-$amount", {"released": ""})
     assert "TH-EGOV-2027-$amount" in notice.text
 
 
