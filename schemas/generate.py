@@ -9,6 +9,7 @@ Backward compatibility with the released contract is checked by ``python -m sche
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -67,7 +68,11 @@ def write() -> int:
 
 
 def main(argv: list[str]) -> int:
-    if "--check" in argv:
+    cli = argparse.ArgumentParser(
+        prog="python -m schemas.generate", description="Write the JSON Schemas and the AsyncAPI document."
+    )
+    cli.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files drift from the models")
+    if cli.parse_args(argv).check:
         stale = drifted()
         if stale:
             print("schemas drift from the models; run `python -m schemas.generate`:", *stale, sep="\n  ")

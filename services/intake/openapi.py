@@ -6,6 +6,7 @@ python -m services.intake.openapi --check  # exit 1 if the committed document dr
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -63,7 +64,11 @@ def drifted() -> bool:
 
 
 def main(argv: list[str]) -> int:
-    if "--check" in argv:
+    cli = argparse.ArgumentParser(
+        prog="python -m services.intake.openapi", description=f"Write intake's OpenAPI document to {DOCUMENT_PATH}."
+    )
+    cli.add_argument("--check", action="store_true", help="write nothing; exit 1 if the document drifts from the code")
+    if cli.parse_args(argv).check:
         if drifted():
             print(f"{DOCUMENT_PATH} drifts from the code; run `python -m services.intake.openapi`")
             return 1

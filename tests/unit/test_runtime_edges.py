@@ -62,3 +62,10 @@ def test_metrics_count_each_committed_event_of_their_type_once() -> None:
     ]
     counted(out)
     assert seen == ["TH-EGOV-2099-000001"]
+
+
+def test_a_consumed_event_type_from_outside_cannot_mint_metric_series() -> None:
+    from runtime.consumer import type_label
+
+    assert type_label(ev.ApplicationWithdrawn.wire_type()) == ev.ApplicationWithdrawn.wire_type()
+    assert type_label("attacker.chosen.type.v1") == "unknown"
