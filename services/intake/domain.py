@@ -5,6 +5,7 @@ No I/O here; everything is testable without a broker or database.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -186,10 +187,42 @@ def cross_field_problems(raw: object, rules: Rules) -> list[ProblemItem]:
     ]
 
 
+def body_digest(application: dict[str, object]) -> bytes:
+    """The same application always hashes the same, however the portal ordered its keys: the
+    idempotency check on both paths compares this, not the bytes."""
+    canonical = json.dumps(application, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names a member twice; which one would count is the parser's guess, not the portal's."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in members:
+            raise DuplicateKeyError(key)
+        members[key] = value
+    return members
+
+
+def parse_body(body: bytes | str) -> Any:
+    """The JSON document, refusing an object that names a member twice (RFC 8259 leaves it open)."""
+    return json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+
+
 def validate_application(body: bytes | str | dict[str, Any], rules: Rules) -> FundingApplication | list[ProblemItem]:
     """The application, or every problem with it at once."""
     try:
-        raw = json.loads(body) if isinstance(body, bytes | str) else body
+        raw = parse_body(body) if isinstance(body, bytes | str) else body
+    except DuplicateKeyError as err:
+        detail = f"the member {err.key!r} appears twice in one object"
+        return [ProblemItem(code="body.duplicate_key", pointer="", detail=detail)]
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return [ProblemItem(code="body.invalid_json", pointer="", detail="the body is not valid JSON")]
     problems: list[ProblemItem] = []

@@ -18,8 +18,8 @@ from schemas.events import ProblemItem
 from schemas.topics import APPLICATIONS
 from services.intake import store
 from services.intake.admission import FullYear, received
-from services.intake.domain import application_id, validate_application
-from services.intake.ingress import Duplicate, Refuse, SubmissionFacts, Unproven, body_digest, decide
+from services.intake.domain import application_id, body_digest, validate_application
+from services.intake.ingress import Duplicate, Refuse, SubmissionFacts, Unproven, decide
 from services.intake.policy import fiscal_years
 from services.intake.provenance import authenticate, claimed_portal
 from services.intake.submission import SOURCE

@@ -6,8 +6,6 @@ handler writes it: no database is needed to test a decision (tests/unit/test_int
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,12 +20,6 @@ ID_REUSED = ProblemItem(
     pointer="/submission_id",
     detail="this submission_id was already used by this portal for another application",
 )
-
-
-def body_digest(application: dict[str, object]) -> bytes:
-    """The same application always hashes the same, however the portal ordered its keys."""
-    canonical = json.dumps(application, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).digest()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ drawn from the database sequence in blocks, so ids stay unique across instances 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from schemas.topics import APPLICATIONS
 from services.intake import store
 from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
 from services.intake.batching import Grouped
-from services.intake.domain import application_id, validate_application
+from services.intake.domain import application_id, body_digest, parse_body, validate_application
 from services.intake.metrics import count_received
 from services.intake.policy import FINAL_RANK, PortalAccess, fiscal_years
 from services.intake.publisher import BoundedPublisher, BrokerUnavailable
@@ -118,7 +117,7 @@ class Submissions:
         application = screen(body, self.rules, portal)
         app_id = application_id(received_at, await self.numbers.next())
         event_id = str(uuid.uuid4())
-        digest = hashlib.sha256(body).digest()
+        digest = body_digest(parse_body(body))  # valid JSON: screen() parsed it already
         claiming = self.claim(
             store.Claim(
                 portal_id=portal.portal_id,

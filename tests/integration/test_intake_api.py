@@ -357,6 +357,29 @@ async def test_the_same_key_with_another_body_is_a_conflict(tokens: dict[str, st
     assert elsewhere.status_code == 202
 
 
+async def test_the_same_application_in_another_key_order_is_the_same_body(
+    tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    """Idempotency compares the JSON document, not its bytes: a retry re-serialised by the portal's
+    library in another member order gets the original answer, not a 409."""
+    headers = {**auth(tokens["portal-a"]), "Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
+    body = marked()[0]
+    first = await http.post("/v1/applications", content=json.dumps(body).encode(), headers=headers)
+    assert first.status_code == 202, first.text
+    reordered = json.dumps(dict(reversed(list(body.items()))), indent=1).encode()
+    again = await http.post("/v1/applications", content=reordered, headers=headers)
+    assert (again.status_code, again.json()) == (202, first.json())
+
+
+async def test_a_member_named_twice_is_refused(tokens: dict[str, str], http: httpx.AsyncClient) -> None:
+    body = json.dumps(marked()[0])
+    twice = body[:-1] + ', "partners": []}'  # "partners" is already a member of the application
+    headers = {**auth(tokens["portal-a"]), "Content-Type": "application/json"}
+    answer = await http.post("/v1/applications", content=twice.encode(), headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert [e["code"] for e in answer.json()["errors"]] == ["body.duplicate_key"]
+
+
 # --- listing, reading, withdrawing ----------------------------------------------------------------
 
 

@@ -20,8 +20,8 @@ from schemas.envelope import Envelope
 from schemas.events import ApplicationReceived, ApplicationRejected, SubmitApplication
 from schemas.topics import APPLICATIONS
 from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
-from services.intake.domain import validate_application
-from services.intake.ingress import ID_REUSED, Admit, Duplicate, Refuse, SubmissionFacts, Unproven, body_digest, decide
+from services.intake.domain import body_digest, validate_application
+from services.intake.ingress import ID_REUSED, Admit, Duplicate, Refuse, SubmissionFacts, Unproven, decide
 from services.intake.metrics import KAFKA_INGRESS_COMMITTED
 from services.intake.policy import PortalAccess, quota_problem
 from services.intake.submission import refusal_problem, screen

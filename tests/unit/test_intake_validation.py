@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from schemas.application import ApplicantKind, FundingApplication
 from schemas.events import ApplicationReceived, ProblemItem
-from services.intake.domain import STATUS_RANK, application_id, pointer, validate_application
+from services.intake.domain import STATUS_RANK, application_id, body_digest, pointer, validate_application
 from tests.unit import factories as f
 
 pytestmark = pytest.mark.unit
@@ -33,6 +33,21 @@ def problems_of(body: Any) -> list[tuple[str, str]]:
 
 
 # --- accepted ----------------------------------------------------------------
+
+
+def test_a_member_named_twice_is_one_clear_problem_not_a_silent_choice() -> None:
+    body = json.dumps(f.application())
+    problems = validate_application(body[:-1] + ', "partners": []}', f.rules())
+    assert isinstance(problems, list)
+    assert [(p.code, p.detail) for p in problems] == [
+        ("body.duplicate_key", "the member 'partners' appears twice in one object")
+    ]
+
+
+def test_the_digest_of_a_body_ignores_member_order() -> None:
+    application = f.application()
+    assert body_digest(application) == body_digest(dict(reversed(list(application.items()))))
+    assert body_digest(application) != body_digest({**application, "partners": [{"ags": "16051000"}]})
 
 
 def test_demo_sample_is_accepted_unchanged() -> None:
