@@ -13,7 +13,7 @@ import asyncpg
 
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import ApplicationReviewed, ApplicationWithdrawn, FundsReleased
+from schemas.events import ApplicationReviewed, ApplicationWithdrawn, FundsReleased, ReviewOutcome
 from services.budget import store
 from services.budget.domain import AfterWithdrawal, Reject, after_review, after_withdrawal
 from services.budget.line import LineSettings, decide, emit, serve_line
@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
     reviewed = envelope.payload(ApplicationReviewed)
-    withdrawn = await store.was_withdrawn(conn, reviewed.application_id)
+    # Only a rejection needs the withdrawal read here; an eligible one is checked by the join itself,
+    # under the line lock, so the hot path costs no extra query.
+    ineligible = reviewed.outcome is ReviewOutcome.INELIGIBLE
+    withdrawn = ineligible and await store.was_withdrawn(conn, reviewed.application_id)
     step = after_review(reviewed, withdrawn=withdrawn, now=utc_now())
     if isinstance(step, Reject):
         return await decide(conn, step.decided, envelope.id, line.signer)

@@ -4,27 +4,19 @@ A callback carries ``webhook-id`` (the stable notice id, so receivers de-duplica
 ``webhook-timestamp`` (seconds since the epoch, per attempt, so receivers can refuse
 replays) and ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``
 keyed with the portal's secret ``whsec_<base64>``. See https://www.standardwebhooks.com/.
+The format is the one portals sign their Kafka submissions with, so both use ``runtime.record_signatures``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
+from runtime import record_signatures
+from runtime.record_signatures import new_secret
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
-SECRET_BYTES = 32
-
-
-def new_secret() -> str:
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+__all__ = ["headers", "new_secret", "sign"]
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return record_signatures.sign(record_signatures.decode_secret(secret), message_id, timestamp, body)
 
 
 def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
