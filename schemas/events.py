@@ -48,6 +48,12 @@ class ApplicationReceived(Event):
     submission_id: str | None = Field(
         default=None, description="The portal's submission id, when the application came from the submissions topic"
     )
+    place_at: AwareDatetime | None = Field(
+        default=None,
+        description="The application's place in line: its complete time (the receipt time of a complete"
+        " application, or when the last requested document arrived). The line is ordered by it, then by"
+        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
+    )
 
 
 class ApplicationRejected(Event):
@@ -92,7 +98,13 @@ class ApplicationReviewed(Event):
     amount_cents: Cents
     funding: list[FundingYear]
     received_at: AwareDatetime
-    ready_at: AwareDatetime = Field(description="When the application became ready for decision")
+    ready_at: AwareDatetime = Field(description="When review finished; processing time, it orders nothing")
+    place_at: AwareDatetime | None = Field(
+        default=None,
+        description="The application's place in line: its complete time (the receipt time of a complete"
+        " application, or when the last requested document arrived). The line is ordered by it, then by"
+        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
+    )
 
 
 class DocumentsRequested(Event):
@@ -155,12 +167,35 @@ class FiscalYearClosed(Event):
     waiting_policy: str = Field(description="carry_over or reject")
 
 
+class FundsEarmarked(Event):
+    """The application's place in line came while it is still in review: its amount is set aside, so
+    no later application can take it. Eligible turns the earmark into a reservation; ineligible,
+    withdrawn or expired releases it (``budget.released`` with ``earmarked: true``)."""
+
+    event_type = "budget.earmarked.v1"
+    application_id: ApplicationId
+    fiscal_year: FiscalYear
+    amount_cents: PositiveCents
+    place_at: AwareDatetime = Field(description="The place in line this earmark was taken for")
+
+
 class FundsReserved(Event):
     event_type = "budget.reserved.v1"
     application_id: ApplicationId
     fiscal_year: FiscalYear
     amount_cents: PositiveCents
-    ready_at: AwareDatetime
+    ready_at: AwareDatetime = Field(description="The place time (kept for consumers of the first version)")
+    place_at: AwareDatetime | None = Field(
+        default=None,
+        description="The application's place in line: its complete time (the receipt time of a complete"
+        " application, or when the last requested document arrived). The line is ordered by it, then by"
+        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
+    )
+    from_earmark: bool = Field(
+        default=False,
+        description="The money was earmarked for this application before: it moves from earmarked to reserved,"
+        " not from available",
+    )
     provisional: bool = Field(
         default=False,
         description="The grant notice follows later, and until then a withdrawal releases the money."
@@ -187,7 +222,14 @@ class ApplicationWaitlisted(Event):
     position: int = Field(ge=1, description="1 = next in line")
     reason: WaitlistReason
     amount_cents: PositiveCents
-    ready_at: AwareDatetime
+    ready_at: AwareDatetime = Field(description="The place time (kept for consumers of the first version)")
+    place_at: AwareDatetime | None = Field(
+        default=None,
+        description="The application's place in line: its complete time (the receipt time of a complete"
+        " application, or when the last requested document arrived). The line is ordered by it, then by"
+        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
+    )
+    in_review: bool = Field(default=False, description="Review has not finished: the place is held meanwhile")
 
 
 class FundsReleased(Event):
@@ -196,6 +238,9 @@ class FundsReleased(Event):
     fiscal_year: FiscalYear
     amount_cents: PositiveCents
     reason: str
+    earmarked: bool = Field(
+        default=False, description="What was released was an earmark (held during review), not a reservation"
+    )
 
 
 # --- decisions (the public contract) -----------------------------------------

@@ -90,4 +90,6 @@ def received(
         category_open=bool(category and category.open and not paused_by_admin),
         application=application,
         submission_id=submission_id,
+        # Complete at submission (attachments are announced with it), so its place is its receipt time.
+        place_at=received_at,
     )

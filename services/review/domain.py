@@ -228,4 +228,6 @@ def application_reviewed(
         funding=project.funding,
         received_at=received.received_at,
         ready_at=ready_at,
+        # The place is the applicant's: review passes it on and never moves it.
+        place_at=received.place_at or received.received_at,
     )
