@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[Sequence[Outgoing]]]
+# Told after a round which partitions are read to their end, each with the time of the fetch that
+# showed it (epoch ms): everything appended before then has been handled and committed.
+ReadToEnd = Callable[[Sequence[tuple[str, int, int]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Wire:
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int | None  # the record's timestamp (the broker's if the topic uses LogAppendTime)
+    topic: str | None = None
+    partition: int | None = None
 
 
 class Delivered(Envelope):
@@ -67,6 +72,8 @@ class Delivered(Envelope):
             value=record.value,
             headers=tuple(record.headers or ()),
             timestamp_ms=record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None,
+            topic=record.topic,
+            partition=record.partition,
         )
         return envelope
 
@@ -169,8 +176,10 @@ class TransactionalConsumer:
         relay: OutboxRelay | None = None,
         batch_size: int = 200,
         committed: Committed = nothing_counted,
+        read_to_end: ReadToEnd | None = None,
     ) -> None:
         self.name = name
+        self._read_to_end = read_to_end
         self._committed = committed
         self._batch_size = batch_size
         self._consumer = consumer
@@ -242,6 +251,7 @@ class TransactionalConsumer:
     async def _observe_lag(self) -> None:
         """Publish lag per partition; mark caught up once every assigned partition is at its end."""
         behind, known = 0, 0
+        at_end: list[tuple[str, int, int]] = []
         assignment = self._consumer.assignment()
         for tp in assignment:
             highwater = self._consumer.highwater(tp)
@@ -251,8 +261,16 @@ class TransactionalConsumer:
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
             behind += lag
             known += 1
+            fetched_at = self._consumer.last_poll_timestamp(tp)
+            if lag == 0 and fetched_at is not None:
+                at_end.append((tp.topic, tp.partition, fetched_at))
         if assignment and known == len(assignment) and behind == 0:
             self.caught_up.set()
+        if self._read_to_end is not None and at_end:
+            try:
+                await self._read_to_end(at_end)
+            except TRANSIENT_ERRORS:
+                log.warning("could not record read-to-end partitions; the next round will", exc_info=True)
 
     async def _process_batch(self, records: list[ConsumerRecord[Any, Any]]) -> None:
         """Fast path: the whole batch in one transaction (one commit, not one per event).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runtime.commands import CommandRunner
-from runtime.consumer import Handler, TransactionalConsumer
+from runtime.consumer import Handler, ReadToEnd, TransactionalConsumer
 from runtime.db import create_pool, grant_runtime, migrate
 from runtime.http import HttpLimits, HttpServer, ReadinessCheck, add_operational_routes, install_guards
 from runtime.kafka import consumer_group, make_consumer, make_producer
@@ -103,9 +103,11 @@ class ServiceKit:
         producer: AIOKafkaProducer,
         relay: OutboxRelay | None = None,
         committed: Committed = nothing_counted,
+        read_to_end: ReadToEnd | None = None,
     ) -> TransactionalConsumer:
         """A consumer group ``<service>-<prefix><name>`` whose handlers run in the inbox/outbox transaction;
-        ``committed`` counts the domain metrics from the events that transaction staged."""
+        ``committed`` counts the domain metrics from the events that transaction staged; ``read_to_end``
+        hears after each round which partitions are read to their end (see ``TransactionalConsumer``)."""
         group = consumer_group(self.service, self.settings.consumer_group_prefix, name)
         consumer = TransactionalConsumer(
             name=group,
@@ -123,6 +125,7 @@ class ServiceKit:
             dead_letter_topic=dead_letters(self.service),
             relay=relay,
             committed=committed,
+            read_to_end=read_to_end,
         )
         self.lifecycle.add(f"consumer-{name}", consumer.start, consumer.stop)
         self.consumers.append(consumer)

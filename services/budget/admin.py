@@ -20,7 +20,7 @@ from schemas.events import (
 from schemas.topics import BUDGET_ADMIN
 from services.budget import store
 from services.budget.domain import final_decision
-from services.budget.line import SOURCE, LineSettings, commit_due, decide, serve_line
+from services.budget.line import SOURCE, LineSettings, commit_due, decide, release, serve_line
 
 if TYPE_CHECKING:
     import asyncpg
@@ -48,12 +48,12 @@ async def adjust_pot(
     current = await store.pot(conn, year)
     if current is None or current["closed"]:
         raise Refused(Refusal.NOT_FOUND, "fiscal_year.not_open", f"Fiscal year {year} is not open")
-    held = current["reserved_cents"] + current["committed_cents"]
+    held = current["earmarked_cents"] + current["reserved_cents"] + current["committed_cents"]
     if pot_cents < held:
         raise Refused(
             Refusal.CONFLICT,
             "pot.below_commitments",
-            f"The pot cannot go below what is reserved and committed ({held} cents)",
+            f"The pot cannot go below what is earmarked, reserved and committed ({held} cents)",
         )
     adjusted = PotAdjusted(fiscal_year=year, previous_pot_cents=current["pot_cents"], pot_cents=pot_cents)
     envelope, outgoing = admin_event(adjusted, str(year), actor)
@@ -78,7 +78,8 @@ async def set_category(
 
 async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, line: LineSettings) -> list[Outgoing]:
     """The year's money lapses. Reservations still open get their grant notice now; applications
-    still waiting for this year are carried over to the next year or rejected, per the setting."""
+    still waiting for this year, or holding an earmark in it, are carried over to the next year or
+    rejected, per the setting."""
     await store.lock_line(conn)
     current = await store.pot(conn, year)
     if current is None or current["closed"]:
@@ -89,13 +90,14 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
         outgoing,
         *await commit_due(conn, replace(line, commit_after_seconds=0.0)),
     ]
-    for entry in await store.waiting_line(conn, 0.0):
+    for entry in await store.standing_in_line(conn, year):
         app = entry.application
-        if year not in app.funding:
-            continue
+        # An earmark in the closing year lapses with it; the application keeps its place.
+        out.extend(await release(conn, app.application_id, "fiscal_year_closed", actor, envelope))
         if line.year_close_policy == "carry_over":
             funding = dict(app.funding)
             funding[year + 1] = funding.get(year + 1, 0) + funding.pop(year)
+            await store.set_line_status(conn, app.application_id, "waiting")
             await store.move_funding(conn, app.application_id, funding)
             continue
         await store.set_line_status(conn, app.application_id, "rejected")

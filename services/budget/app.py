@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from runtime.kit import ServiceKit
 from runtime.signing import load_signer
 from schemas.rules import load_rules
 from services.budget import store
 from services.budget.api import build_api
-from services.budget.handlers import routes
+from services.budget.handlers import applications_read_to_end, routes
 from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from services.budget.metrics import counted
@@ -19,7 +21,7 @@ def line_settings(settings: BudgetSettings) -> LineSettings:
     signer = load_signer(settings.signing_key_file, create_if_missing=settings.environment != "production")
     return LineSettings(
         settings.waitlist_policy,
-        settings.settle_seconds,
+        settings.arrival_lateness_seconds,
         settings.commit_after_seconds,
         settings.year_close_policy,
         signer,
@@ -38,7 +40,16 @@ async def main() -> None:
     relay = kit.outbox_relay(pool, producer)
     # Decisions are counted from what each transaction committed, whichever path decided them.
     handlers = routes(line)
-    kit.consume("line", LINE_TOPICS, handlers, pool=pool, producer=producer, relay=relay, committed=counted)
+    kit.consume(
+        "line",
+        LINE_TOPICS,
+        handlers,
+        pool=pool,
+        producer=producer,
+        relay=relay,
+        committed=counted,
+        read_to_end=partial(applications_read_to_end, pool, line),
+    )
     server = LineServer(pool, relay, line, settings.line_interval_seconds, committed=counted)
     kit.lifecycle.add("line-server", server.start, server.stop)
     kit.serve_http(build_api(pool, kit.commands(pool, relay, committed=counted), settings, line))

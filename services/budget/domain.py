@@ -1,14 +1,18 @@
 """Budget's pure core: who is served from the pots, in which order, and who waits where.
 
-Order ("Windhundprinzip"): by the moment an application became ready for
-decision (``ready_at``: when it was found eligible), ties broken by the receipt
-time and then by the application id, so the order is total and can be replayed
-from the log. The line is kept per fiscal year: under the strict policy an
-application that does not fit blocks only later applications that need money
-from the same year; under first-fit, later ones that fit are served.
+Order ("Windhundprinzip"): by the applicant's place time (``place_at``: when the application was
+complete, its receipt time or when the last requested document arrived), ties broken by the receipt
+time and then by the application id, so the order is total and can be replayed from the log. No
+processing time of ours (review, a caseworker, a partition, a restart) enters the order.
 
-An arrival that is still settling (see the budget settings) is not decided yet,
-but it holds its place: later applications for its years wait for it.
+Every received application stands in line from receipt. While review runs, the line earmarks its
+amount when its place comes (or tells it its waitlist position); eligible turns the earmark into a
+reservation. The line is kept per fiscal year: under the strict policy an application that does not
+fit blocks only later applications that need money from the same year; under first-fit, later ones
+that fit are served.
+
+A place is decided only once no application with an earlier place can still arrive (``arrived``,
+from the per-partition frontier, see ``arrivals.py``); until then it is not told anything.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from schemas.application import FundingYear
-from schemas.events import ApplicationDecided, ApplicationReviewed, Decision, ReviewOutcome, WaitlistReason
+from schemas.events import (
+    ApplicationDecided,
+    ApplicationReceived,
+    ApplicationReviewed,
+    Decision,
+    ReviewOutcome,
+    WaitlistReason,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -30,16 +41,18 @@ Policy = Literal["strict", "first_fit"]
 @dataclass(frozen=True)
 class QueuedApplication:
     application_id: str
-    ready_at: datetime
+    place_at: datetime
     received_at: datetime
     category: str
     funding: Mapping[int, int]  # fiscal year -> cents
-    # False while the arrival is still settling: it keeps its place (blocks its years) but is not decided yet.
+    # True while review (or a caseworker) has not found it eligible yet: served means earmarked.
+    in_review: bool = False
+    # False until every application with an earlier place has arrived: it keeps its place but is not decided.
     settled: bool = True
 
     @property
     def order_key(self) -> tuple[datetime, datetime, str]:
-        return (self.ready_at, self.received_at, self.application_id)
+        return (self.place_at, self.received_at, self.application_id)
 
     @property
     def amount_cents(self) -> int:
@@ -136,55 +149,77 @@ def final_decision(
 # --- what an event means for budget, decided from the facts the handler loaded ---------
 
 
-@dataclass(frozen=True)
-class Reject:
-    decided: ApplicationDecided
+def queued(reviewed_or_received: ApplicationReviewed | ApplicationReceived, *, in_review: bool) -> QueuedApplication:
+    """The application as it stands in line; its place is the applicant's (``place_at``), never ours."""
+    event = reviewed_or_received
+    if isinstance(event, ApplicationReceived):
+        project = event.application.project
+        category, funding = project.category, project.funding
+    else:
+        category, funding = event.category, event.funding
+    return QueuedApplication(
+        application_id=event.application_id,
+        place_at=event.place_at or event.received_at,
+        received_at=event.received_at,
+        category=category,
+        funding={f.fiscal_year: f.amount_cents for f in funding},
+        in_review=in_review,
+    )
 
 
-@dataclass(frozen=True)
-class JoinLine:
-    application: QueuedApplication
+class ReviewStep(StrEnum):
+    NOTHING = "nothing"  # decided or withdrawn already, or a redelivery
+    JOIN = "join"  # its receipt has not reached budget yet: take its place from the review
+    REJECT = "reject"  # ineligible: release what it holds, reject with the failed rules
+    RESERVE_EARMARK = "reserve_earmark"  # eligible and earmarked: the earmark becomes the reservation
+    BECOME_ELIGIBLE = "become_eligible"  # eligible and waiting: served at its place when money allows
+    REPLAN = "replan"  # review found another amount: release what it holds, take its place again with it
 
 
-def after_review(reviewed: ApplicationReviewed, *, withdrawn: bool, now: datetime) -> Reject | JoinLine | None:
-    """None: nothing for budget to do (a caseworker decides first, or the applicant withdrew while
-    the application was in review: the withdrawal is its end, not a rejection)."""
-    if reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW or withdrawn:
-        return None
-    if reviewed.outcome is ReviewOutcome.INELIGIBLE:
-        failed = [f.rule_id for f in reviewed.findings if not f.passed]
-        return Reject(
-            final_decision(
-                reviewed.application_id,
-                Decision.REJECTED,
-                reasons=failed,
-                rules_version=reviewed.rules_version,
-                received_at=reviewed.received_at,
-                decided_at=now,
-            )
-        )
-    # Joining the line decides nothing yet: the line is served once the arrival has settled.
-    return JoinLine(
-        QueuedApplication(
-            application_id=reviewed.application_id,
-            ready_at=reviewed.ready_at,
-            received_at=reviewed.received_at,
-            category=reviewed.category,
-            funding={f.fiscal_year: f.amount_cents for f in reviewed.funding},
-        )
+# Line statuses in which an application still stands in line (holds its place).
+IN_LINE = ("waiting", "earmarked", "reserved")
+
+
+def review_step(
+    outcome: ReviewOutcome, *, status: str | None, review: str | None, same_funding: bool, withdrawn: bool
+) -> ReviewStep:
+    """``status``/``review``: the application's line row (None if it has none). A manual case keeps
+    whatever place and earmark it has while the caseworker works: nothing changes until the decision."""
+    if withdrawn or (status is not None and status not in IN_LINE):
+        return ReviewStep.NOTHING
+    if status is None:
+        return ReviewStep.REJECT if outcome is ReviewOutcome.INELIGIBLE else ReviewStep.JOIN
+    if outcome is ReviewOutcome.INELIGIBLE:
+        return ReviewStep.REJECT
+    if outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW or review == "eligible":
+        return ReviewStep.NOTHING
+    if not same_funding:
+        return ReviewStep.REPLAN
+    return ReviewStep.RESERVE_EARMARK if status == "earmarked" else ReviewStep.BECOME_ELIGIBLE
+
+
+def rejection(reviewed: ApplicationReviewed, *, now: datetime) -> ApplicationDecided:
+    failed = [f.rule_id for f in reviewed.findings if not f.passed]
+    return final_decision(
+        reviewed.application_id,
+        Decision.REJECTED,
+        reasons=failed,
+        rules_version=reviewed.rules_version,
+        received_at=reviewed.received_at,
+        decided_at=now,
     )
 
 
 class AfterWithdrawal(StrEnum):
-    KEEP_OUT = "keep_out"  # still in review: remember it, so it never joins the line
+    KEEP_OUT = "keep_out"  # not in line yet: remember it, so it never joins the line
     TOO_LATE = "too_late"  # already decided: a withdrawal cannot change that
-    LEAVE_LINE = "leave_line"  # waiting or reserved: release its money and serve the line again
+    LEAVE_LINE = "leave_line"  # waiting, earmarked or reserved: release its money and serve the line again
 
 
 def after_withdrawal(line_status: str | None) -> AfterWithdrawal:
     """``line_status`` is the application's place in the line, None if it has not joined it."""
     if line_status is None:
         return AfterWithdrawal.KEEP_OUT
-    if line_status in ("waiting", "reserved"):
+    if line_status in IN_LINE:
         return AfterWithdrawal.LEAVE_LINE
     return AfterWithdrawal.TOO_LATE

@@ -1,4 +1,5 @@
-"""Budget's event handlers: review results join the line (or are rejected), withdrawals leave it.
+"""Budget's event handlers: receipts take their place in line, reviews settle what the place holds,
+withdrawals leave it.
 
 One function per event type, its dependencies as arguments; what budget reacts to is the
 table at the bottom. The line itself is served by the line engine (``line.py``).
@@ -11,32 +12,90 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from runtime.consumer import wire_of
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import ApplicationReviewed, ApplicationWithdrawn, FundsReleased, ReviewOutcome
-from services.budget import store
-from services.budget.domain import AfterWithdrawal, Reject, after_review, after_withdrawal
-from services.budget.line import LineSettings, decide, emit, serve_line
+from schemas.events import ApplicationReceived, ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome
+from schemas.topics import APPLICATIONS
+from services.budget import arrivals, store
+from services.budget.domain import AfterWithdrawal, ReviewStep, after_withdrawal, queued, rejection, review_step
+from services.budget.line import LineSettings, decide, release, reserve_earmark, serve_line
 
 if TYPE_CHECKING:
     from runtime.consumer import Handler
 
 
+async def on_received(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
+    """The application takes its place in line at once, in review; the line server decides the place
+    (earmark or waitlist) as soon as the arrival frontier has passed it."""
+    received = envelope.payload(ApplicationReceived)
+    app = queued(received, in_review=True)
+    wire = wire_of(envelope)
+    if wire is not None and wire.partition is not None:
+        await arrivals.record_arrival(conn, wire.partition, app.place_at, line.arrival_lateness_seconds)
+    await store.lock_line(conn)
+    await store.join_line(conn, app, None, envelope.id)
+    return ()
+
+
+async def applications_read_to_end(
+    pool: asyncpg.Pool, line: LineSettings, read_at: Sequence[tuple[str, int, int]]
+) -> None:
+    """The consumer read these partitions to their end: the applications topic's frontier moves on."""
+    ours = [(partition, at_ms) for topic, partition, at_ms in read_at if topic == APPLICATIONS.name]
+    await arrivals.record_read_to_end(pool, ours, line.arrival_lateness_seconds)
+
+
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
     reviewed = envelope.payload(ApplicationReviewed)
-    # Only a rejection needs the withdrawal read here; an eligible one is checked by the join itself,
-    # under the line lock, so the hot path costs no extra query.
-    ineligible = reviewed.outcome is ReviewOutcome.INELIGIBLE
-    withdrawn = ineligible and await store.was_withdrawn(conn, reviewed.application_id)
-    step = after_review(reviewed, withdrawn=withdrawn, now=utc_now())
-    if isinstance(step, Reject):
-        return await decide(conn, step.decided, envelope.id, line.signer)
-    if step is None:
-        return ()
+    app_id = reviewed.application_id
     await store.lock_line(conn)
-    # The join re-checks the withdrawal under the line lock: one may have committed since it was read.
-    joined = await store.join_line(conn, step.application, reviewed.rules_version, envelope.id)
-    return await serve_line(conn, line, envelope) if joined and line.settle_seconds == 0 else ()
+    entry = await store.line_entry(conn, app_id)
+    funding = {f.fiscal_year: f.amount_cents for f in reviewed.funding}
+    step = review_step(
+        reviewed.outcome,
+        status=entry.status if entry else None,
+        review=entry.review if entry else None,
+        same_funding=entry is not None and dict(entry.application.funding) == funding,
+        withdrawn=entry is None and await store.was_withdrawn(conn, app_id),
+    )
+    match step:
+        case ReviewStep.NOTHING:
+            return ()
+        case ReviewStep.JOIN:
+            # Its receipt is still on its way to budget: the review carries the same place.
+            manual = reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW
+            await store.join_line(conn, queued(reviewed, in_review=manual), reviewed.rules_version, envelope.id)
+            if not manual:
+                await store.found_eligible(conn, app_id, funding, reviewed.rules_version, envelope.id)
+            return await serve_line(conn, line, envelope)
+        case ReviewStep.REJECT:
+            return await _reject(conn, reviewed, envelope, line, in_line=entry is not None)
+        case ReviewStep.RESERVE_EARMARK:
+            assert entry is not None
+            return await reserve_earmark(conn, entry.application, reviewed.rules_version, line, envelope)
+        case ReviewStep.REPLAN:
+            out = await release(conn, app_id, "amount_changed", "budget", envelope)
+            await store.set_line_status(conn, app_id, "waiting")
+            await store.move_funding(conn, app_id, funding)
+            await store.found_eligible(conn, app_id, funding, reviewed.rules_version, envelope.id)
+            return [*out, *await serve_line(conn, line, envelope)]
+        case ReviewStep.BECOME_ELIGIBLE:
+            await store.found_eligible(conn, app_id, funding, reviewed.rules_version, envelope.id)
+            return await serve_line(conn, line, envelope)
+
+
+async def _reject(
+    conn: asyncpg.Connection, reviewed: ApplicationReviewed, envelope: Envelope, line: LineSettings, *, in_line: bool
+) -> list[Outgoing]:
+    """Ineligible: whatever its place held goes back to the line, which is served again."""
+    app_id = reviewed.application_id
+    if not in_line:
+        await store.join_line(conn, queued(reviewed, in_review=False), reviewed.rules_version, envelope.id)
+    out = await release(conn, app_id, "ineligible", "budget", envelope)
+    await store.set_line_status(conn, app_id, "rejected")
+    out.extend(await decide(conn, rejection(reviewed, now=utc_now()), envelope.id, line.signer))
+    return [*out, *await serve_line(conn, line, envelope)] if in_line else out
 
 
 async def on_withdrawn(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
@@ -49,10 +108,7 @@ async def on_withdrawn(conn: asyncpg.Connection, envelope: Envelope, line: LineS
         await store.remember_withdrawal(conn, app_id)
     if step is not AfterWithdrawal.LEAVE_LINE:
         return ()
-    out = []
-    for year, amount in await store.release(conn, app_id, f"portal:{withdrawn.portal_id}", envelope.id):
-        released = FundsReleased(application_id=app_id, fiscal_year=year, amount_cents=amount, reason="withdrawn")
-        out.append(emit(released, app_id, cause=envelope))
+    out = await release(conn, app_id, "withdrawn", f"portal:{withdrawn.portal_id}", envelope)
     await store.set_line_status(conn, app_id, "withdrawn")
     return [*out, *await serve_line(conn, line, envelope)]
 
@@ -61,6 +117,7 @@ LineHandler = Callable[[asyncpg.Connection, Envelope, LineSettings], Awaitable[S
 
 # What budget reacts to: one grep answers it.
 HANDLERS: dict[type[Event], LineHandler] = {
+    ApplicationReceived: on_received,
     ApplicationReviewed: on_reviewed,
     ApplicationWithdrawn: on_withdrawn,
 }

@@ -18,10 +18,12 @@ from schemas.events import (
     ApplicationWaitlisted,
     Decision,
     FundsCommitted,
+    FundsEarmarked,
+    FundsReleased,
     FundsReserved,
 )
-from schemas.topics import topic_of
-from services.budget import store
+from schemas.topics import APPLICATIONS, topic_of
+from services.budget import arrivals, store
 from services.budget.domain import Policy, QueuedApplication, final_decision, plan_service
 
 if TYPE_CHECKING:
@@ -36,11 +38,14 @@ BUDGET_ACTOR = "budget"
 @dataclass(frozen=True)
 class LineSettings:
     policy: Policy = "strict"
-    settle_seconds: float = 0.0
+    # Intake's bound on publishing an application after its place time (see arrivals.py).
+    arrival_lateness_seconds: float = 1.0
     commit_after_seconds: float = 0.0
     year_close_policy: str = "carry_over"
     # Signs every application.decided, so a municipality or auditor can verify it offline.
     signer: Signer | None = None
+    # The applications topic's partitions: the frontier needs word from each.
+    partitions: int = APPLICATIONS.partitions
 
     @property
     def commits_at_once(self) -> bool:
@@ -61,8 +66,9 @@ def emit(
 
 
 async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelope | None) -> list[Outgoing]:
-    """Reserve for everyone the pots allow, in line order; tell newcomers where they stand."""
-    waiting = await store.waiting_line(conn, line.settle_seconds)
+    """Earmark or reserve for everyone the pots allow, in line order; tell newcomers where they stand.
+    Only places the arrival frontier has passed are decided: an earlier one may still be on its way."""
+    waiting = await store.waiting_line(conn, await arrivals.frontier(conn, line.partitions))
     plan = plan_service(
         [e.application for e in waiting],
         await store.available_by_year(conn),
@@ -72,22 +78,44 @@ async def serve_line(conn: asyncpg.Connection, line: LineSettings, cause: Envelo
     entries = {e.application.application_id: e for e in waiting}
     out: list[Outgoing] = []
     for app in plan.served:
-        review_id = entries[app.application_id].cause_event_id
-        out.extend(await _reserve(conn, app, cause, review_id, provisional=not line.commits_at_once))
+        cause_id = entries[app.application_id].cause_event_id
+        if app.in_review:
+            out.extend(await _earmark(conn, app, cause, cause_id))
+        else:
+            out.extend(await _reserve(conn, app, cause, cause_id, provisional=not line.commits_at_once))
     for place in plan.waiting:
         entry = entries[place.application.application_id]
         if entry.told_position is None and not place.provisional:
             await store.tell_position(conn, entry.application.application_id, place.position)
+            app = entry.application
             told = ApplicationWaitlisted(
-                application_id=entry.application.application_id,
+                application_id=app.application_id,
                 position=place.position,
                 reason=place.reason,
-                amount_cents=entry.application.amount_cents,
-                ready_at=entry.application.ready_at,
+                amount_cents=app.amount_cents,
+                ready_at=app.place_at,
+                place_at=app.place_at,
+                in_review=app.in_review,
             )
-            out.append(emit(told, entry.application.application_id, cause=cause, cause_id=entry.cause_event_id))
+            out.append(emit(told, app.application_id, cause=cause, cause_id=entry.cause_event_id))
     if line.commits_at_once:
         out.extend(await commit_due(conn, line))
+    return out
+
+
+async def _earmark(
+    conn: asyncpg.Connection, app: QueuedApplication, cause: Envelope | None, receipt_id: str
+) -> list[Outgoing]:
+    """Its place came while review runs: set its amount aside, so no later place can take it."""
+    cause_id = cause.id if cause else receipt_id
+    out = []
+    for year, amount in sorted(app.funding.items()):
+        await store.earmark(conn, app.application_id, year, amount, app.place_at, cause_id)
+        earmarked = FundsEarmarked(
+            application_id=app.application_id, fiscal_year=year, amount_cents=amount, place_at=app.place_at
+        )
+        out.append(emit(earmarked, app.application_id, cause=cause, cause_id=receipt_id))
+    await store.set_line_status(conn, app.application_id, "earmarked")
     return out
 
 
@@ -98,16 +126,54 @@ async def _reserve(
     cause_id = cause.id if cause else review_id
     out = []
     for year, amount in sorted(app.funding.items()):
-        await store.reserve(conn, app.application_id, year, amount, app.ready_at, cause_id)
-        reserved = FundsReserved(
-            application_id=app.application_id,
-            fiscal_year=year,
-            amount_cents=amount,
-            ready_at=app.ready_at,
-            provisional=provisional,
-        )
-        out.append(emit(reserved, app.application_id, cause=cause, cause_id=review_id))
+        await store.reserve(conn, app.application_id, year, amount, app.place_at, cause_id)
+        out.append(emit(_reserved(app, year, amount, provisional), app.application_id, cause=cause, cause_id=review_id))
     await store.set_line_status(conn, app.application_id, "reserved")
+    return out
+
+
+def _reserved(
+    app: QueuedApplication, year: int, amount: int, provisional: bool, *, from_earmark: bool = False
+) -> FundsReserved:
+    return FundsReserved(
+        application_id=app.application_id,
+        fiscal_year=year,
+        amount_cents=amount,
+        ready_at=app.place_at,
+        place_at=app.place_at,
+        provisional=provisional,
+        from_earmark=from_earmark,
+    )
+
+
+async def reserve_earmark(
+    conn: asyncpg.Connection, app: QueuedApplication, rules_version: str, line: LineSettings, review: Envelope
+) -> list[Outgoing]:
+    """Found eligible while earmarked: the money its place earned becomes its reservation."""
+    out = []
+    for year, amount in await store.reserve_earmarked(conn, app.application_id, review.id):
+        reserved = _reserved(app, year, amount, not line.commits_at_once, from_earmark=True)
+        out.append(emit(reserved, app.application_id, cause=review))
+    await store.set_line_status(conn, app.application_id, "reserved")
+    # Only now eligible: an earmark belongs to an application in review (a table constraint says so).
+    await store.found_eligible(conn, app.application_id, app.funding, rules_version, review.id)
+    if line.commits_at_once:
+        out.extend(await commit_due(conn, line))
+    return out
+
+
+async def release(conn: asyncpg.Connection, app_id: str, reason: str, actor: str, cause: Envelope) -> list[Outgoing]:
+    """Give back whatever the application holds (earmark or reservation), with why."""
+    out = []
+    for money in await store.release(conn, app_id, actor, cause.id):
+        released = FundsReleased(
+            application_id=app_id,
+            fiscal_year=money.fiscal_year,
+            amount_cents=money.amount_cents,
+            reason=reason,
+            earmarked=money.earmarked,
+        )
+        out.append(emit(released, app_id, cause=cause))
     return out
 
 

@@ -1,9 +1,10 @@
-"""The line server: serves settled arrivals and issues due grant notices, in the background.
+"""The line server: decides places the arrival frontier has passed, and issues due grant notices.
 
-Arrivals only join the line in the consumer's transaction; this loop decides
-for them once they have settled (see ``BudgetSettings.settle_seconds``), so an
-application ready earlier but delivered a little later on another partition
-still gets its place. It also refreshes the budget gauges; ``committed`` counts what a round decided.
+Receipts only take their place in the consumer's transaction; this loop decides for them (earmark,
+reservation or waitlist position) once every partition has been read past their place (see
+``arrivals.py``), so an application received earlier but delivered a little later on another
+partition still gets its place. It also refreshes the budget gauges; ``committed`` counts what a
+round decided.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from runtime.metrics import Committed, nothing_counted
 from runtime.outbox import OutboxRelay, stage
-from services.budget import metrics, store
+from schemas.envelope import utc_now
+from services.budget import arrivals, metrics, store
 from services.budget.line import LineSettings, commit_due, serve_line
 
 if TYPE_CHECKING:
@@ -64,8 +66,9 @@ class LineServer:
     async def tick(self) -> bool:
         """One round; True if it staged events."""
         line = self._line
+        frontier = await arrivals.frontier(self._pool, line.partitions)
         if not (
-            await store.has_untold_arrivals(self._pool, line.settle_seconds)
+            await store.has_untold_arrivals(self._pool, frontier)
             or await store.has_due_commits(self._pool, line.commit_after_seconds)
         ):
             return False
@@ -84,10 +87,15 @@ class LineServer:
             year = str(pot["fiscal_year"])
             metrics.POT.labels(year).set(pot["pot_cents"])
             metrics.AVAILABLE.labels(year).set(pot["available_cents"])
+            metrics.EARMARKED.labels(year).set(pot["earmarked_cents"])
             metrics.RESERVED.labels(year).set(pot["reserved_cents"])
             metrics.COMMITTED.labels(year).set(pot["committed_cents"])
         length, oldest = await self._pool.fetchrow(
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(ready_at)), 0) FROM line WHERE status = 'waiting'"
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(place_at)), 0) FROM line"
+            " WHERE status = 'waiting' AND told_position IS NOT NULL"
         )
         metrics.WAITLIST_LENGTH.set(length)
         metrics.WAITLIST_OLDEST_AGE.set(float(oldest))
+        frontier = await arrivals.frontier(self._pool, self._line.partitions)
+        if frontier is not None:
+            metrics.FRONTIER_LAG.set(max(0.0, (utc_now() - frontier).total_seconds()))

@@ -14,9 +14,17 @@ from schemas.events import ApplicationDecided
 
 POT = Gauge("egov_budget_pot_cents", "Fiscal-year pot", ["fiscal_year"])
 AVAILABLE = Gauge("egov_budget_available_cents", "Money not reserved or committed", ["fiscal_year"])
+EARMARKED = Gauge("egov_budget_earmarked_cents", "Money earmarked for applications still in review", ["fiscal_year"])
 RESERVED = Gauge("egov_budget_reserved_cents", "Money reserved, grant notice not yet issued", ["fiscal_year"])
 COMMITTED = Gauge("egov_budget_committed_cents", "Money committed by grant notices", ["fiscal_year"])
-WAITLIST_LENGTH = Gauge("egov_waitlist_length", "Eligible applications waiting for money")
+WAITLIST_LENGTH = Gauge("egov_waitlist_length", "Applications in line waiting for money (in review or eligible)")
+FRONTIER_LAG = Gauge(
+    "egov_budget_arrival_frontier_lag_seconds",
+    "How far the arrival frontier trails the clock: places younger than this are not decided yet",
+)
+LATE_ARRIVALS = Counter(
+    "egov_budget_late_arrivals_total", "Applications that reached the line behind their partition's frontier"
+)
 WAITLIST_OLDEST_AGE = Gauge("egov_waitlist_oldest_age_seconds", "How long the first in line has waited")
 DECISIONS = Counter("egov_decisions_total", "Final decisions", ["decision"])
 DECISION_LATENCY = Histogram(

@@ -10,6 +10,7 @@ from runtime.locks import AdvisoryLock
 from services.budget.domain import QueuedApplication
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
     import asyncpg
@@ -74,7 +75,7 @@ async def open_pot(conn: asyncpg.Connection, year: int, pot_cents: int, actor: s
 
 
 async def adjust_pot(conn: asyncpg.Connection, year: int, new_pot: int, actor: str, cause: str) -> int:
-    """Set the pot; returns the previous amount. The constraints refuse a pot below reserved + committed."""
+    """Set the pot; returns the previous amount. The constraints refuse a pot below what is held."""
     previous: int = await conn.fetchval("SELECT pot_cents FROM pots WHERE fiscal_year = $1", year)
     await conn.execute(
         "UPDATE pots SET pot_cents = $2, available_cents = available_cents + ($2 - pot_cents) WHERE fiscal_year = $1",
@@ -118,34 +119,44 @@ async def append_ledger(
 class LineEntry:
     application: QueuedApplication
     status: str
+    review: str
     told_position: int | None
-    rules_version: str
+    rules_version: str | None
     cause_event_id: str
 
 
-def _entry(row: asyncpg.Record) -> LineEntry:
+def _entry(row: asyncpg.Record, frontier: datetime | None = None) -> LineEntry:
     app = QueuedApplication(
         application_id=row["application_id"],
-        ready_at=row["ready_at"],
+        place_at=row["place_at"],
         received_at=row["received_at"],
         category=row["category"],
         funding={int(y): c for y, c in json.loads(row["funding"]).items()},
-        settled=row.get("settled", True),
+        in_review=row["review"] == "pending",
+        settled=frontier is not None and row["place_at"] < frontier,
     )
-    return LineEntry(app, row["status"], row["told_position"], row["rules_version"], row["cause_event_id"])
+    return LineEntry(
+        app, row["status"], row["review"], row["told_position"], row["rules_version"], row["cause_event_id"]
+    )
 
 
-async def join_line(conn: asyncpg.Connection, app: QueuedApplication, rules_version: str, cause: str) -> bool:
+def _funding_json(funding: Mapping[int, int]) -> str:
+    return json.dumps({str(y): c for y, c in sorted(funding.items())})
+
+
+async def join_line(conn: asyncpg.Connection, app: QueuedApplication, rules_version: str | None, cause: str) -> bool:
+    """Take the application's place; False if it has one already or was withdrawn before it came."""
     joined = await conn.fetchval(
-        "INSERT INTO line (application_id, ready_at, received_at, category, funding, rules_version, cause_event_id)"
-        " SELECT $1, $2, $3, $4, $5, $6, $7"
+        "INSERT INTO line (application_id, place_at, received_at, category, funding, review, rules_version,"
+        " cause_event_id) SELECT $1, $2, $3, $4, $5, $6, $7, $8"
         " WHERE NOT EXISTS (SELECT 1 FROM withdrawals WHERE application_id = $1)"
         " ON CONFLICT DO NOTHING RETURNING true",
         app.application_id,
-        app.ready_at,
+        app.place_at,
         app.received_at,
         app.category,
-        json.dumps({str(y): c for y, c in app.funding.items()}),
+        _funding_json(app.funding),
+        "pending" if app.in_review else "eligible",
         rules_version,
         cause,
     )
@@ -157,22 +168,31 @@ async def line_entry(conn: asyncpg.Connection, application_id: str) -> LineEntry
     return _entry(row) if row else None
 
 
-async def waiting_line(conn: asyncpg.Connection, settle_seconds: float) -> list[LineEntry]:
-    """Everyone waiting, in line order; ``settled`` once in line for at least ``settle_seconds``."""
+async def waiting_line(conn: asyncpg.Connection, frontier: datetime | None) -> list[LineEntry]:
+    """Everyone waiting without money, in line order; ``settled`` once the frontier has passed the place."""
     rows = await conn.fetch(
-        "SELECT *, joined_at <= clock_timestamp() - make_interval(secs => $1) AS settled"
-        " FROM line WHERE status = 'waiting' ORDER BY ready_at, received_at, application_id",
-        settle_seconds,
+        "SELECT * FROM line WHERE status = 'waiting' ORDER BY place_at, received_at, application_id"
+    )
+    return [_entry(r, frontier) for r in rows]
+
+
+async def standing_in_line(conn: asyncpg.Connection, year: int) -> list[LineEntry]:
+    """Everyone still waiting for, or holding an earmark in, this fiscal year's money, in line order."""
+    rows = await conn.fetch(
+        "SELECT * FROM line WHERE status IN ('waiting', 'earmarked') AND funding ? $1"
+        " ORDER BY place_at, received_at, application_id",
+        str(year),
     )
     return [_entry(r) for r in rows]
 
 
-async def has_untold_arrivals(conn: asyncpg.Connection | asyncpg.Pool, settle_seconds: float) -> bool:
+async def has_untold_arrivals(conn: asyncpg.Connection | asyncpg.Pool, frontier: datetime | None) -> bool:
+    if frontier is None:
+        return False
     return bool(
         await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM line WHERE status = 'waiting' AND told_position IS NULL"
-            " AND ready_at <= now() - make_interval(secs => $1))",
-            settle_seconds,
+            "SELECT EXISTS (SELECT 1 FROM line WHERE status = 'waiting' AND told_position IS NULL AND place_at < $1)",
+            frontier,
         )
     )
 
@@ -205,6 +225,20 @@ async def set_line_status(conn: asyncpg.Connection, application_id: str, status:
     )
 
 
+async def found_eligible(
+    conn: asyncpg.Connection, application_id: str, funding: Mapping[int, int], rules_version: str, cause: str
+) -> None:
+    """Review is done: the entry keeps its place; grant notices name this review and its rules."""
+    await conn.execute(
+        "UPDATE line SET review = 'eligible', funding = $2, rules_version = $3, cause_event_id = $4,"
+        " updated_at = now() WHERE application_id = $1",
+        application_id,
+        _funding_json(funding),
+        rules_version,
+        cause,
+    )
+
+
 async def tell_position(conn: asyncpg.Connection, application_id: str, position: int) -> None:
     await conn.execute("UPDATE line SET told_position = $2 WHERE application_id = $1", application_id, position)
 
@@ -213,7 +247,7 @@ async def move_funding(conn: asyncpg.Connection, application_id: str, funding: d
     await conn.execute(
         "UPDATE line SET funding = $2, told_position = NULL, updated_at = now() WHERE application_id = $1",
         application_id,
-        json.dumps({str(y): c for y, c in funding.items()}),
+        _funding_json(funding),
     )
 
 
@@ -225,28 +259,70 @@ async def remember_withdrawal(conn: asyncpg.Connection, application_id: str) -> 
     await conn.execute("INSERT INTO withdrawals (application_id) VALUES ($1) ON CONFLICT DO NOTHING", application_id)
 
 
-# --- reservations --------------------------------------------------------------------
+# --- earmarks and reservations -------------------------------------------------------
+
+
+# What a hold moves, by kind: statements spelled out, never assembled.
+HOLD_FROM_AVAILABLE = {
+    "earmarked": "UPDATE pots SET available_cents = available_cents - $2, earmarked_cents = earmarked_cents + $2"
+    " WHERE fiscal_year = $1",
+    "reserved": "UPDATE pots SET available_cents = available_cents - $2, reserved_cents = reserved_cents + $2"
+    " WHERE fiscal_year = $1",
+}
+RELEASE_TO_AVAILABLE = {
+    "earmarked": "UPDATE pots SET earmarked_cents = earmarked_cents - $2, available_cents = available_cents + $2"
+    " WHERE fiscal_year = $1",
+    "reserved": "UPDATE pots SET reserved_cents = reserved_cents - $2, available_cents = available_cents + $2"
+    " WHERE fiscal_year = $1",
+}
+
+
+async def earmark(
+    conn: asyncpg.Connection, app_id: str, year: int, amount: int, place_at: datetime, cause: str
+) -> None:
+    """Set money aside for an application in review; the constraints reject an over-commitment."""
+    await _hold(conn, app_id, year, amount, place_at, cause, "earmarked")
 
 
 async def reserve(
-    conn: asyncpg.Connection, app_id: str, year: int, amount: int, ready_at: datetime, cause: str
+    conn: asyncpg.Connection, app_id: str, year: int, amount: int, place_at: datetime, cause: str
 ) -> None:
     """Move money from available to reserved; the constraints reject an over-commitment."""
-    await conn.execute(
-        "UPDATE pots SET available_cents = available_cents - $2, reserved_cents = reserved_cents + $2"
-        " WHERE fiscal_year = $1",
-        year,
-        amount,
-    )
+    await _hold(conn, app_id, year, amount, place_at, cause, "reserved")
+
+
+async def _hold(
+    conn: asyncpg.Connection, app_id: str, year: int, amount: int, place_at: datetime, cause: str, status: str
+) -> None:
+    await conn.execute(HOLD_FROM_AVAILABLE[status], year, amount)
     await conn.execute(
         "INSERT INTO reservations (application_id, fiscal_year, amount_cents, status, ready_at)"
-        " VALUES ($1, $2, $3, 'reserved', $4)",
+        " VALUES ($1, $2, $3, $4, $5)",
         app_id,
         year,
         amount,
-        ready_at,
+        status,
+        place_at,
     )
-    await append_ledger(conn, year, app_id, "reserved", amount, "budget", cause)
+    await append_ledger(conn, year, app_id, status, amount, "budget", cause)
+
+
+async def reserve_earmarked(conn: asyncpg.Connection, app_id: str, cause: str) -> list[tuple[int, int]]:
+    """Eligible: every earmark of the application becomes its reservation; returns (year, amount)."""
+    rows = await conn.fetch(
+        "UPDATE reservations SET status = 'reserved', updated_at = now()"
+        " WHERE application_id = $1 AND status = 'earmarked' RETURNING fiscal_year, amount_cents",
+        app_id,
+    )
+    for r in rows:
+        await conn.execute(
+            "UPDATE pots SET earmarked_cents = earmarked_cents - $2, reserved_cents = reserved_cents + $2"
+            " WHERE fiscal_year = $1",
+            r["fiscal_year"],
+            r["amount_cents"],
+        )
+        await append_ledger(conn, r["fiscal_year"], app_id, "reserved", r["amount_cents"], "budget", cause)
+    return sorted((r["fiscal_year"], r["amount_cents"]) for r in rows)
 
 
 async def commit(conn: asyncpg.Connection, app_id: str, year: int, amount: int, cause: str) -> None:
@@ -265,22 +341,28 @@ async def commit(conn: asyncpg.Connection, app_id: str, year: int, amount: int, 
     await append_ledger(conn, year, app_id, "committed", amount, "budget", cause)
 
 
-async def release(conn: asyncpg.Connection, app_id: str, actor: str, cause: str) -> list[tuple[int, int]]:
-    """Release every active, uncommitted reservation of the application; returns (year, amount) released."""
+@dataclass(frozen=True, order=True)
+class Released:
+    fiscal_year: int
+    amount_cents: int
+    earmarked: bool  # an earmark (held during review), not a reservation
+
+
+async def release(conn: asyncpg.Connection, app_id: str, actor: str, cause: str) -> list[Released]:
+    """Release every earmark and uncommitted reservation of the application."""
     rows = await conn.fetch(
-        "UPDATE reservations SET status = 'released', updated_at = now()"
-        " WHERE application_id = $1 AND status = 'reserved' RETURNING fiscal_year, amount_cents",
+        "UPDATE reservations r SET status = 'released', updated_at = now()"
+        " FROM (SELECT id, status AS was FROM reservations WHERE application_id = $1"
+        "       AND status IN ('earmarked', 'reserved') FOR UPDATE) old"
+        " WHERE r.id = old.id RETURNING r.fiscal_year, r.amount_cents, old.was",
         app_id,
     )
-    for r in rows:
-        await conn.execute(
-            "UPDATE pots SET reserved_cents = reserved_cents - $2, available_cents = available_cents + $2"
-            " WHERE fiscal_year = $1",
-            r["fiscal_year"],
-            r["amount_cents"],
-        )
-        await append_ledger(conn, r["fiscal_year"], app_id, "released", r["amount_cents"], actor, cause)
-    return [(r["fiscal_year"], r["amount_cents"]) for r in rows]
+    released = sorted(Released(r["fiscal_year"], r["amount_cents"], r["was"] == "earmarked") for r in rows)
+    for money in released:
+        statement = RELEASE_TO_AVAILABLE["earmarked" if money.earmarked else "reserved"]
+        await conn.execute(statement, money.fiscal_year, money.amount_cents)
+        await append_ledger(conn, money.fiscal_year, app_id, "released", money.amount_cents, actor, cause)
+    return released
 
 
 # --- views ---------------------------------------------------------------------------
@@ -288,7 +370,7 @@ async def release(conn: asyncpg.Connection, app_id: str, actor: str, cause: str)
 
 async def pots_view(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, int | bool]]:
     rows = await conn.fetch(
-        "SELECT fiscal_year, pot_cents, available_cents, reserved_cents, committed_cents, closed"
+        "SELECT fiscal_year, pot_cents, available_cents, earmarked_cents, reserved_cents, committed_cents, closed"
         " FROM pots ORDER BY fiscal_year"
     )
     return [dict(r) for r in rows]
@@ -296,8 +378,8 @@ async def pots_view(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, i
 
 async def waitlist_view(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, object]]:
     rows = await conn.fetch(
-        "SELECT application_id, category, funding, ready_at, received_at, told_position FROM line"
-        " WHERE status = 'waiting' ORDER BY ready_at, received_at, application_id"
+        "SELECT application_id, category, funding, place_at, received_at, review, told_position FROM line"
+        " WHERE status = 'waiting' ORDER BY place_at, received_at, application_id"
     )
     return [
         {
@@ -305,8 +387,9 @@ async def waitlist_view(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[st
             "application_id": r["application_id"],
             "category": r["category"],
             "funding": {int(y): c for y, c in json.loads(r["funding"]).items()},
-            "ready_at": r["ready_at"].isoformat(),
+            "place_at": r["place_at"].isoformat(),
             "received_at": r["received_at"].isoformat(),
+            "in_review": r["review"] == "pending",
         }
         for i, r in enumerate(rows, start=1)
     ]

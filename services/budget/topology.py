@@ -7,5 +7,5 @@ from pathlib import Path
 from schemas.topics import APPLICATIONS, REVIEWS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# Reviews bring eligible applications into the line; withdrawals (on the applications topic) release.
+# Receipts (on the applications topic) take their place in line, reviews settle it, withdrawals leave it.
 LINE_TOPICS = [REVIEWS, APPLICATIONS]

@@ -12,12 +12,13 @@ from runtime.consumer import handle_once
 from runtime.db import migrate
 from schemas.application import FundingYear
 from schemas.envelope import Envelope
-from schemas.events import ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome, RuleFinding
+from schemas.events import ApplicationReceived, ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome, RuleFinding
 from schemas.rules import load_rules
-from services.budget import store
+from services.budget import arrivals, store
 from services.budget.handlers import routes
 from services.budget.line import LineSettings
 from tests.support import fresh_database
+from tests.unit.factories import funding_application
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "budget" / "migrations"
 BASE = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # in the past: settled
@@ -28,6 +29,9 @@ async def budget_pool(admin_dsn: str, name: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(await fresh_database(admin_dsn, name), min_size=1, max_size=30)
     await migrate(pool, MIGRATIONS)
     await store.seed_categories(pool, {c.id: c.open for c in load_rules().categories})
+    # No consumer feeds these suites: every place before now has arrived (a test that needs the
+    # frontier itself empties arrival_progress).
+    await arrivals.everything_arrived(pool, LineSettings().partitions)
     try:
         yield pool
     finally:
@@ -46,10 +50,12 @@ def reviewed(
     ready_offset_ms: int | None = None,
     outcome: ReviewOutcome = ReviewOutcome.ELIGIBLE,
     category: str = "dms_eservices",
+    place: datetime | None = None,
 ) -> Envelope:
-    """Application number n became ready n milliseconds after BASE (unless told otherwise)."""
+    """Application number n took its place (was received, complete) n milliseconds after BASE (unless
+    told otherwise); review finished a while later, which must not matter."""
     funding = years or {2027: amount}
-    ready = BASE + timedelta(milliseconds=n if ready_offset_ms is None else ready_offset_ms)
+    place = place or place_time(n, ready_offset_ms)
     event = ApplicationReviewed(
         application_id=app_id(n),
         outcome=outcome,
@@ -66,10 +72,46 @@ def reviewed(
         category=category,
         amount_cents=sum(funding.values()),
         funding=[FundingYear(fiscal_year=y, amount_cents=c) for y, c in sorted(funding.items())],
-        received_at=ready - timedelta(seconds=1),
-        ready_at=ready,
+        received_at=place,
+        place_at=place,
+        ready_at=place + timedelta(seconds=30),
     )
     return Envelope.wrap(event, source="/egov/review", subject=app_id(n))
+
+
+def place_time(n: int, offset_ms: int | None = None) -> datetime:
+    return BASE + timedelta(milliseconds=n if offset_ms is None else offset_ms)
+
+
+def received(
+    n: int,
+    amount: int,
+    *,
+    years: dict[int, int] | None = None,
+    place_offset_ms: int | None = None,
+    category: str = "dms_eservices",
+    place: datetime | None = None,
+) -> Envelope:
+    """Application number n as intake publishes it: its receipt, complete, at its place time
+    (``place``, or ``place_offset_ms`` after BASE: a place in the past suits suites that feed budget by hand)."""
+    funding = years or {2027: amount}
+    place = place or place_time(n, place_offset_ms)
+    application = funding_application(
+        {
+            "project.category": category,
+            "project.requested_amount_cents": sum(funding.values()),
+            "project.funding": [{"fiscal_year": y, "amount_cents": c} for y, c in sorted(funding.items())],
+        }
+    )
+    event = ApplicationReceived(
+        application_id=app_id(n),
+        portal_id="portal-a",
+        received_at=place,
+        place_at=place,
+        category_open=True,
+        application=application,
+    )
+    return Envelope.wrap(event, source="/egov/intake", subject=app_id(n), time=place)
 
 
 def withdrawn(n: int) -> Envelope:
@@ -91,26 +133,33 @@ async def assert_invariants(conn: asyncpg.Connection | asyncpg.Pool) -> None:
     """The ledger's promises, checked from the tables after any step."""
     for pot in await conn.fetch("SELECT * FROM pots"):
         year = pot["fiscal_year"]
-        assert pot["available_cents"] + pot["reserved_cents"] + pot["committed_cents"] == pot["pot_cents"], pot
-        assert pot["reserved_cents"] + pot["committed_cents"] <= pot["pot_cents"], pot
+        held = pot["earmarked_cents"] + pot["reserved_cents"] + pot["committed_cents"]
+        assert pot["available_cents"] + held == pot["pot_cents"], pot
+        assert held <= pot["pot_cents"], pot
         sums = await conn.fetchrow(
-            "SELECT coalesce(sum(amount_cents) FILTER (WHERE status = 'reserved'), 0) AS reserved,"
+            "SELECT coalesce(sum(amount_cents) FILTER (WHERE status = 'earmarked'), 0) AS earmarked,"
+            " coalesce(sum(amount_cents) FILTER (WHERE status = 'reserved'), 0) AS reserved,"
             " coalesce(sum(amount_cents) FILTER (WHERE status = 'committed'), 0) AS committed"
             " FROM reservations WHERE fiscal_year = $1",
             year,
         )
-        assert (sums["reserved"], sums["committed"]) == (pot["reserved_cents"], pot["committed_cents"]), year
+        in_pot = (pot["earmarked_cents"], pot["reserved_cents"], pot["committed_cents"])
+        assert (sums["earmarked"], sums["reserved"], sums["committed"]) == in_pot, year
     doubled = await conn.fetch(
         "SELECT application_id, fiscal_year FROM reservations WHERE status <> 'released'"
         " GROUP BY 1, 2 HAVING count(*) > 1"
     )
     assert not doubled, doubled
-    # Reserved or approved in line <=> active reservations exist.
+    # Earmarked, reserved or approved in line <=> money of that kind is held for it.
     mismatched = await conn.fetch(
-        "SELECT l.application_id, l.status FROM line l WHERE (l.status IN ('reserved', 'approved'))"
+        "SELECT l.application_id, l.status FROM line l WHERE (l.status IN ('earmarked', 'reserved', 'approved'))"
         " <> EXISTS (SELECT 1 FROM reservations r WHERE r.application_id = l.application_id AND r.status <> 'released')"
+        " OR (l.status = 'earmarked') <> EXISTS (SELECT 1 FROM reservations r"
+        "     WHERE r.application_id = l.application_id AND r.status = 'earmarked')"
     )
     assert not mismatched, mismatched
+    # Only an application still in review holds an earmark.
+    assert not await conn.fetch("SELECT 1 FROM line WHERE status = 'earmarked' AND review <> 'pending'")
 
 
 async def reset(pool: asyncpg.Pool) -> None:

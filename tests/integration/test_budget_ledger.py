@@ -18,7 +18,7 @@ from schemas.events import (
     ReviewOutcome,
     WaitlistReason,
 )
-from services.budget import admin
+from services.budget import admin, arrivals
 from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from tests.integration.budget_support import (
@@ -35,8 +35,8 @@ from tests.support import TEST_SLOT
 
 pytestmark = pytest.mark.integration
 
-NOW = LineSettings(policy="strict", settle_seconds=0, commit_after_seconds=0)
-HOLD = LineSettings(policy="strict", settle_seconds=0, commit_after_seconds=3600)
+NOW = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=0)
+HOLD = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=3600)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ async def test_strict_order_does_not_let_a_smaller_later_application_jump(pool: 
 
 
 async def test_first_fit_serves_a_later_application_that_fits(pool: asyncpg.Pool) -> None:
-    line = LineSettings(policy="first_fit", settle_seconds=0, commit_after_seconds=0)
+    line = LineSettings(policy="first_fit", arrival_lateness_seconds=0, commit_after_seconds=0)
     await open_year(pool, 2027, 150, line)
     for n, amount in ((1, 100), (2, 100), (3, 40)):
         await deliver(pool, reviewed(n, amount), line)
@@ -212,7 +212,7 @@ async def test_a_paused_category_waits_without_blocking_and_is_served_on_resume(
 
 @pytest.mark.parametrize("policy", ["carry_over", "reject"])
 async def test_closing_a_year_carries_over_or_rejects_what_waits(pool: asyncpg.Pool, policy: str) -> None:
-    line = LineSettings(policy="strict", settle_seconds=0, commit_after_seconds=0, year_close_policy=policy)
+    line = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=0, year_close_policy=policy)
     await open_year(pool, 2027, 100, line)
     await deliver(pool, reviewed(1, 100), line)
     await deliver(pool, reviewed(2, 100), line)
@@ -232,18 +232,21 @@ async def test_closing_a_year_carries_over_or_rejects_what_waits(pool: asyncpg.P
 
 async def test_race_exactly_k_reserved_in_order_under_concurrency_and_duplicates(pool: asyncpg.Pool) -> None:
     """200 eligible applications arrive concurrently, shuffled, some twice; the pot fits k of them."""
-    line = LineSettings(policy="strict", settle_seconds=0.5, commit_after_seconds=0)
+    line = LineSettings(policy="strict", arrival_lateness_seconds=0.5, commit_after_seconds=0)
     for round_ in range(5):
         await reset(pool)
         k = random.randint(20, 180)
         await open_year(pool, 2027, k * 100, line)
+        # The partitions have not been read past these places yet: nothing is decided on arrival.
+        await pool.execute("DELETE FROM arrival_progress")
         events = [reviewed(n, 100) for n in range(1, 201)]
         deliveries = events + random.sample(events, 60)
         random.shuffle(deliveries)
         outcomes = await asyncio.gather(*(deliver(pool, e, line) for e in deliveries))
         assert outcomes.count("duplicate") == 60
-        # Two instances' line servers race to serve the settled line.
-        await asyncio.sleep(0.6)
+        assert await pool.fetchval("SELECT count(*) FROM line WHERE status <> 'waiting'") == 0
+        # Every partition read past them; two instances' line servers race to serve the line.
+        await arrivals.everything_arrived(pool, line.partitions)
         servers = [LineServer(pool, relay=None, line=line, interval=0.1) for _ in range(2)]  # type: ignore[arg-type]
         await asyncio.gather(*(s.tick() for s in servers))
         approved = await pool.fetch("SELECT application_id FROM line WHERE status = 'approved' ORDER BY 1")

@@ -99,7 +99,7 @@ async def service_rate(
             **base_env(port),
             "BUDGET_CONSUMER_GROUP_PREFIX": f"bench-{instances}-{run}-",
             "BUDGET_KAFKA_OFFSET_RESET": "latest",
-            "BUDGET_SETTLE_SECONDS": "0.2",
+            "BUDGET_ARRIVAL_LATENESS_SECONDS": "0.2",
             "LOG_LEVEL": "WARNING",
         }
 

@@ -30,7 +30,7 @@ def app(
     """Times are minutes after T0; ready defaults to the number, so the line follows the numbers."""
     return QueuedApplication(
         application_id=f"TH-EGOV-2027-{number:06d}",
-        ready_at=T0 + timedelta(minutes=number if ready is None else ready),
+        place_at=T0 + timedelta(minutes=number if ready is None else ready),
         received_at=T0 + timedelta(minutes=received),
         category=category,
         funding=funding,
@@ -48,12 +48,12 @@ def waiting(plan: ServicePlan) -> list[tuple[str, int, WaitlistReason]]:
 # --- order -----------------------------------------------------------------------
 
 
-def test_line_is_by_ready_at_then_received_at_then_id() -> None:
+def test_line_is_by_place_at_then_received_at_then_id() -> None:
     queue = [
         app(5, {2027: 1}, ready=10, received=1),
         app(4, {2027: 1}, ready=10, received=1),  # same times as 005: the id decides
-        app(3, {2027: 1}, ready=10, received=0),  # same ready_at, received earlier
-        app(9, {2027: 1}, ready=5, received=9),  # ready first, though received last
+        app(3, {2027: 1}, ready=10, received=0),  # same place_at, received earlier
+        app(9, {2027: 1}, ready=5, received=9),  # complete first, though received last
         app(1, {2027: 1}, ready=20, received=0),
     ]
     expected = ["009", "003", "004", "005", "001"]

@@ -1,0 +1,171 @@
+"""The fair line on the real PostgreSQL: places are the applicant's time, held by earmarks during review,
+and decided only once the arrival frontier has passed them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from schemas.envelope import Envelope
+from schemas.events import (
+    ApplicationDecided,
+    ApplicationWaitlisted,
+    Decision,
+    FundsEarmarked,
+    FundsReleased,
+    FundsReserved,
+    ReviewOutcome,
+)
+from services.budget import admin, arrivals, store
+from services.budget.line import LineSettings
+from services.budget.lineserver import LineServer
+from tests.integration.budget_support import (
+    app_id,
+    assert_invariants,
+    budget_pool,
+    deliver,
+    place_time,
+    received,
+    reset,
+    reviewed,
+    staged,
+    withdrawn,
+)
+from tests.support import TEST_SLOT
+
+pytestmark = pytest.mark.integration
+
+LINE = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=0)
+
+
+@pytest.fixture(scope="module")
+async def pool(pg_admin_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    async for p in budget_pool(pg_admin_dsn, f"egov_test{TEST_SLOT}_budget_fair_line"):
+        yield p
+
+
+@pytest.fixture(autouse=True)
+async def clean(pool: asyncpg.Pool) -> None:
+    await reset(pool)
+    await pool.execute("DELETE FROM arrival_progress")
+    async with pool.acquire() as conn, conn.transaction():
+        await admin.open_fiscal_year(conn, 2027, 100, "admin:test", LINE)
+
+
+async def read_past(pool: asyncpg.Pool, place_ms: int) -> None:
+    """Every partition read to its end at this time (milliseconds after the test's BASE); serve the line."""
+    at = int(place_time(0, place_ms).timestamp() * 1000)
+    await arrivals.record_read_to_end(pool, [(p, at) for p in range(LINE.partitions)], 0)
+    await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
+
+
+def payloads(envelopes: list[Envelope], cls: type) -> list:  # type: ignore[type-arg]
+    return [e.payload(cls) for e in envelopes if e.is_a(cls)]
+
+
+async def status_of(pool: asyncpg.Pool, n: int) -> str:
+    return str(await pool.fetchval("SELECT status FROM line WHERE application_id = $1", app_id(n)))
+
+
+async def test_nothing_is_decided_before_every_partition_has_been_read_past_the_place(pool: asyncpg.Pool) -> None:
+    await deliver(pool, received(1, 60, place_offset_ms=10), LINE)
+    await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
+    assert await status_of(pool, 1) == "waiting"  # no partition reported yet
+    await arrivals.record_read_to_end(pool, [(0, int(place_time(0, 50).timestamp() * 1000))], 0)
+    await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
+    assert await status_of(pool, 1) == "waiting"  # five partitions still unknown
+    await read_past(pool, 10)
+    assert await status_of(pool, 1) == "waiting"  # the frontier must pass the place, not reach it
+    await read_past(pool, 11)
+    assert await status_of(pool, 1) == "earmarked"
+    assert payloads(await staged(pool), ApplicationWaitlisted) == []
+
+
+async def test_the_earlier_place_gets_the_money_though_it_reached_budget_later(pool: asyncpg.Pool) -> None:
+    await deliver(pool, received(1, 60, place_offset_ms=30), LINE)  # received later, arrived first
+    await deliver(pool, received(2, 60, place_offset_ms=10), LINE)
+    await read_past(pool, 40)
+    assert (await status_of(pool, 2), await status_of(pool, 1)) == ("earmarked", "waiting")
+    out = await staged(pool)
+    earmarked = payloads(out, FundsEarmarked)
+    assert [(e.application_id, e.amount_cents, e.place_at) for e in earmarked] == [(app_id(2), 60, place_time(0, 10))]
+    [told] = payloads(out, ApplicationWaitlisted)
+    assert (told.application_id, told.position, told.in_review, told.place_at) == (
+        app_id(1),
+        1,
+        True,
+        place_time(0, 30),
+    )
+    await assert_invariants(pool)
+
+
+async def test_a_manual_case_keeps_its_earmark_for_a_day_and_gets_the_money_its_place_earned(
+    pool: asyncpg.Pool,
+) -> None:
+    await deliver(pool, received(1, 80, place_offset_ms=1), LINE)
+    await deliver(pool, received(2, 40, place_offset_ms=2), LINE)
+    await read_past(pool, 5)
+    await deliver(pool, reviewed(2, 40, ready_offset_ms=2), LINE)  # the later one is reviewed at once
+    await deliver(pool, reviewed(1, 80, ready_offset_ms=1, outcome=ReviewOutcome.NEEDS_MANUAL_REVIEW), LINE)
+    assert (await status_of(pool, 1), await status_of(pool, 2)) == ("earmarked", "waiting")
+    # A caseworker decides a day later: the place (and its money) was the applicant's all along.
+    a_day_later = reviewed(1, 80, ready_offset_ms=1)
+    a_day_later.data["ready_at"] = (place_time(1) + timedelta(days=1)).isoformat()
+    await deliver(pool, a_day_later, LINE)
+    assert (await status_of(pool, 1), await status_of(pool, 2)) == ("approved", "waiting")
+    out = await staged(pool)
+    [reserved] = payloads(out, FundsReserved)
+    assert (reserved.application_id, reserved.from_earmark, reserved.amount_cents) == (app_id(1), True, 80)
+    [decided] = payloads(out, ApplicationDecided)
+    assert (decided.application_id, decided.decision) == (app_id(1), Decision.APPROVED)
+    await assert_invariants(pool)
+
+
+async def test_an_ineligible_earmark_goes_to_the_next_place_in_line(pool: asyncpg.Pool) -> None:
+    await deliver(pool, received(1, 80, place_offset_ms=1), LINE)
+    await deliver(pool, received(2, 60, place_offset_ms=2), LINE)
+    await read_past(pool, 5)
+    await deliver(pool, reviewed(1, 80, ready_offset_ms=1, outcome=ReviewOutcome.INELIGIBLE), LINE)
+    assert (await status_of(pool, 1), await status_of(pool, 2)) == ("rejected", "earmarked")
+    released = payloads(await staged(pool), FundsReleased)
+    assert [(r.application_id, r.reason, r.earmarked) for r in released] == [(app_id(1), "ineligible", True)]
+    await assert_invariants(pool)
+
+
+async def test_withdrawing_an_earmarked_application_releases_the_earmark(pool: asyncpg.Pool) -> None:
+    await deliver(pool, received(1, 80, place_offset_ms=1), LINE)
+    await read_past(pool, 5)
+    await deliver(pool, withdrawn(1), LINE)
+    assert await status_of(pool, 1) == "withdrawn"
+    pot = await pool.fetchrow("SELECT available_cents, earmarked_cents FROM pots WHERE fiscal_year = 2027")
+    assert (pot["available_cents"], pot["earmarked_cents"]) == (100, 0)
+    await assert_invariants(pool)
+
+
+async def test_the_database_refuses_earmarks_beyond_the_pot(pool: asyncpg.Pool) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute("UPDATE pots SET earmarked_cents = 101, available_cents = -1 WHERE fiscal_year = 2027")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute("UPDATE pots SET earmarked_cents = 10 WHERE fiscal_year = 2027")  # parts != pot
+
+
+async def test_the_pot_cannot_be_lowered_below_what_is_earmarked(pool: asyncpg.Pool) -> None:
+    await deliver(pool, received(1, 80, place_offset_ms=1), LINE)
+    await read_past(pool, 5)
+    async with pool.acquire() as conn, conn.transaction():
+        with pytest.raises(Exception, match="earmarked"):
+            await admin.adjust_pot(conn, 2027, 79, "admin:test", LINE)
+
+
+async def test_an_arrival_behind_its_partitions_frontier_is_reported_late(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        assert not await arrivals.record_arrival(conn, 3, place_time(0, 100), 0.0)
+        assert not await arrivals.record_arrival(conn, 3, place_time(0, 120), 0.0)
+        assert await arrivals.record_arrival(conn, 3, place_time(0, 110), 0.0)  # behind 120
+        # The lateness bound widens what is on time.
+        assert not await arrivals.record_arrival(conn, 4, place_time(0, 200), 0.05)
+        assert not await arrivals.record_arrival(conn, 4, place_time(0, 160), 0.05)
+    assert await store.waiting_line(pool, None) == []
