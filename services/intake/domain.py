@@ -255,6 +255,7 @@ def application_id(received_at: datetime, number: int) -> str:
 # The status read model only moves forward: a late event from another topic never undoes a later state.
 STATUS_RANK = {
     "received": 10,
+    "earmarked": 15,
     "needs_manual_review": 20,
     "eligible": 30,
     "ineligible": 30,

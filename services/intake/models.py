@@ -11,9 +11,12 @@ from schemas.events import ApplicationId, ProblemItem
 
 
 class ApplicationState(StrEnum):
-    """Where an application stands; it only ever moves forward."""
+    """Where an application stands; it only ever moves forward. Within moments of its receipt an
+    application's place in line is decided: ``earmarked`` (its amount is set aside while review runs)
+    or ``waitlisted`` (the status's timeline tells the position); neither is a promise of funding."""
 
     RECEIVED = "received"
+    EARMARKED = "earmarked"
     NEEDS_MANUAL_REVIEW = "needs_manual_review"
     ELIGIBLE = "eligible"
     INELIGIBLE = "ineligible"

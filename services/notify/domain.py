@@ -199,9 +199,19 @@ def _documents_requested(p: ev.DocumentsRequested, _: NoticeContext) -> Said | N
     return Said("documents_requested", {"documents": documents, "message": p.message_de}, facts)
 
 
+WAITLISTED_IN_REVIEW_DE = "Er wird noch geprüft; sein Platz in der Reihenfolge bleibt ihm dabei erhalten."
+WAITLISTED_ELIGIBLE_DE = "Er ist förderfähig."
+
+
 def _waitlisted(p: ev.ApplicationWaitlisted, _: NoticeContext) -> Said | None:
-    values = {"position": p.position, "reason": WAITLIST_REASONS_DE[p.reason], "amount": euro(p.amount_cents)}
-    facts = {"position": p.position, "reason": p.reason.value, "amount_cents": p.amount_cents}
+    """A place is told within moments of the receipt, mostly while review still runs: no word of eligibility then."""
+    values = {
+        "position": p.position,
+        "reason": WAITLIST_REASONS_DE[p.reason],
+        "amount": euro(p.amount_cents),
+        "standing": WAITLISTED_IN_REVIEW_DE if p.in_review else WAITLISTED_ELIGIBLE_DE,
+    }
+    facts = {"position": p.position, "reason": p.reason.value, "amount_cents": p.amount_cents, "in_review": p.in_review}
     return Said("waitlisted", values, facts)
 
 

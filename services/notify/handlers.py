@@ -14,6 +14,7 @@ from schemas.events import (
     ApplicationWaitlisted,
     ApplicationWithdrawn,
     FundsCommitted,
+    FundsEarmarked,
     FundsReleased,
     FundsReserved,
     NoticeChannel,
@@ -39,7 +40,7 @@ async def remember(conn: asyncpg.Connection, payload: Event) -> None:
         await store.remember_recipient(conn, payload.application_id, payload.portal_id, contact)
     elif isinstance(payload, ApplicationWaitlisted):
         await store.remember_waitlisted(conn, payload.application_id, payload.amount_cents)
-    elif isinstance(payload, FundsReserved):
+    elif isinstance(payload, FundsReserved | FundsEarmarked):
         await store.hold_reservation(conn, payload.application_id, payload.fiscal_year)
     elif isinstance(payload, FundsReleased | FundsCommitted):
         await store.end_reservation(conn, payload.application_id, payload.fiscal_year)
@@ -97,7 +98,7 @@ def notice_handler(event_class: type[Event]) -> Handler:
 
 
 # Events that owe no notice of their own but change what a later notice says.
-REMEMBERED: tuple[type[Event], ...] = (FundsReleased, FundsCommitted)
+REMEMBERED: tuple[type[Event], ...] = (FundsEarmarked, FundsReleased, FundsCommitted)
 
 
 def routes() -> dict[str, Handler]:

@@ -130,8 +130,8 @@ CASES: dict[str, NoticeCase] = {
             amount_cents=f.REQUESTED,
             ready_at=RECEIVED,
         ),
-        ["Warteliste: 7", "Mittel derzeit ausgeschöpft", "96.000,00 €"],
-        [],
+        ["Warteliste: 7", "Mittel derzeit ausgeschöpft", "96.000,00 €", "förderfähig", "vollständig eingegangen"],
+        ["geprüft"],
     ),
     "approved": (
         lambda: decided(ev.Decision.APPROVED, [], amount=f.REQUESTED),
@@ -211,6 +211,24 @@ def test_a_reservation_is_told_only_when_provisional_and_a_promotion_always() ->
     assert promoted.notice_type == "promoted"
     assert "Warteliste" in promoted.text
     assert "96.000,00 €" in promoted.text
+
+
+def test_a_place_told_during_review_claims_no_eligibility() -> None:
+    event = ev.ApplicationWaitlisted(
+        application_id=APP_ID,
+        position=3,
+        reason=ev.WaitlistReason.INSUFFICIENT_FUNDS,
+        amount_cents=f.REQUESTED,
+        ready_at=RECEIVED,
+        place_at=RECEIVED,
+        in_review=True,
+    )
+    notice = notice_for(envelope(event), type(event))
+    assert notice is not None
+    assert "Warteliste: 3" in notice.text
+    assert "noch geprüft" in notice.text
+    assert "Platz in der Reihenfolge bleibt" in notice.text
+    assert "förderfähig" not in notice.text
 
 
 @pytest.mark.parametrize("notice_type", sorted(CASES))
