@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 from audit.log import application_of, euros, in_order, short_type, typed
 from schemas.events import (
     ApplicationDecided,
+    ApplicationReceived,
     ApplicationReviewed,
     ApplicationWaitlisted,
     ApplicationWithdrawn,
     FiscalYearClosed,
     FiscalYearOpened,
     FundsCommitted,
+    FundsEarmarked,
     FundsReleased,
     FundsReserved,
     PotAdjusted,
@@ -31,18 +33,24 @@ if TYPE_CHECKING:
 @dataclass
 class Pot:
     pot: int = 0
+    earmarked: int = 0
     reserved: int = 0
     committed: int = 0
     set_by: str | None = None  # the event that last set the pot's size
     closed: bool = False
 
     @property
+    def held(self) -> int:
+        return self.earmarked + self.reserved + self.committed
+
+    @property
     def available(self) -> int:
-        return self.pot - self.reserved - self.committed
+        return self.pot - self.held
 
     @property
     def consistent(self) -> bool:
-        return self.reserved >= 0 and self.committed >= 0 and self.reserved + self.committed <= self.pot
+        parts = (self.earmarked, self.reserved, self.committed)
+        return all(part >= 0 for part in parts) and self.held <= self.pot
 
 
 def apply(pots: dict[int, Pot], envelope: Envelope, event: Event | None) -> int | None:
@@ -51,12 +59,19 @@ def apply(pots: dict[int, Pot], envelope: Envelope, event: Event | None) -> int 
         case FiscalYearOpened() | PotAdjusted():
             pot = pots.setdefault(event.fiscal_year, Pot())
             pot.pot, pot.set_by = event.pot_cents, envelope.id
+        case FundsEarmarked():
+            pots.setdefault(event.fiscal_year, Pot()).earmarked += event.amount_cents
         case FundsReserved():
-            pots.setdefault(event.fiscal_year, Pot()).reserved += event.amount_cents
+            pot = pots.setdefault(event.fiscal_year, Pot())
+            pot.reserved += event.amount_cents
+            if event.from_earmark:
+                pot.earmarked -= event.amount_cents
         case FundsCommitted():
             pot = pots.setdefault(event.fiscal_year, Pot())
             pot.reserved -= event.amount_cents
             pot.committed += event.amount_cents
+        case FundsReleased(earmarked=True):
+            pots.setdefault(event.fiscal_year, Pot()).earmarked -= event.amount_cents
         case FundsReleased():
             pots.setdefault(event.fiscal_year, Pot()).reserved -= event.amount_cents
         case FiscalYearClosed():
@@ -84,6 +99,7 @@ def movement_row(envelope: Envelope, pot: Pot) -> dict[str, Any]:
         "actor": envelope.actor,
         "amount_cents": data.get("amount_cents", data.get("pot_cents")),
         "pot_cents": pot.pot,
+        "earmarked_cents": pot.earmarked,
         "reserved_cents": pot.reserved,
         "committed_cents": pot.committed,
         "available_cents": pot.available,
@@ -98,13 +114,16 @@ def years_of(history: list[Envelope]) -> dict[str, set[int]]:
         event = typed(envelope)
         if isinstance(event, ApplicationReviewed):
             years.setdefault(event.application_id, set()).update(f.fiscal_year for f in event.funding)
-        elif isinstance(event, FundsReserved | FundsCommitted | FundsReleased):
+        elif isinstance(event, ApplicationReceived):
+            funding = event.application.project.funding
+            years.setdefault(event.application_id, set()).update(f.fiscal_year for f in funding)
+        elif isinstance(event, FundsEarmarked | FundsReserved | FundsCommitted | FundsReleased):
             years.setdefault(event.application_id, set()).add(event.fiscal_year)
     return years
 
 
 NEVER = datetime.max.replace(tzinfo=UTC)
-LEAVES_LINE = (FundsReserved, ApplicationWithdrawn, ApplicationDecided)
+LEAVES_LINE = (FundsEarmarked, FundsReserved, ApplicationWithdrawn, ApplicationDecided)
 
 
 def line_rows(history: list[Envelope], year: int) -> tuple[list[dict[str, Any]], set[str]]:
@@ -127,13 +146,19 @@ def line_rows(history: list[Envelope], year: int) -> tuple[list[dict[str, Any]],
     return rows, waiting
 
 
+def place_key(event: ApplicationReceived | ApplicationReviewed) -> tuple[datetime, datetime, str]:
+    """An application's place in line as its events record it (an event from before the fair line has
+    no place time: its receipt time was its place)."""
+    return (event.place_at or event.received_at, event.received_at, event.application_id)
+
+
 def line_order(history: list[Envelope], applications: set[str]) -> list[str]:
-    """The given applications in line order: ready, then received, then id (see services/budget/domain.py)."""
+    """The given applications in line order: the place time, then received, then id (services/budget/domain.py)."""
     keys: dict[str, tuple[datetime, datetime, str]] = {}
     for envelope in history:
         event = typed(envelope)
-        if isinstance(event, ApplicationReviewed) and event.application_id in applications:
-            keys.setdefault(event.application_id, (event.ready_at, event.received_at, event.application_id))
+        if isinstance(event, ApplicationReceived | ApplicationReviewed) and event.application_id in applications:
+            keys.setdefault(event.application_id, place_key(event))
     return sorted(applications, key=lambda a: keys.get(a, (NEVER, NEVER, a)))
 
 
@@ -152,6 +177,7 @@ def budget_report(envelopes: list[Envelope], year: int) -> dict[str, Any]:
         "waiting_now": line_order(history, still_waiting),
         "final": {
             "pot_cents": final.pot,
+            "earmarked_cents": final.earmarked,
             "reserved_cents": final.reserved,
             "committed_cents": final.committed,
             "available_cents": final.available,

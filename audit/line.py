@@ -1,10 +1,12 @@
 """Was the line served in order? Replays who stood in line, and checks every reservation.
 
-The order is budget's (``services/budget/domain.py``): by ``ready_at``, then the receipt time,
-then the application id. An application stands in line from its eligible review until it is
-reserved, withdrawn or decided. A reservation for application B from fiscal year Y breaks the
-order when an application A that comes before B in line and asks for money from Y was still
-standing in line and was told to wait (it has a ``budget.waitlisted`` event), unless
+The order is budget's (``services/budget/domain.py``): by the place time (``place_at``, the
+applicant's complete time), then the receipt time, then the application id. An application stands
+in line from its receipt (or, if budget saw that first, its review) until it holds money (earmarked
+or reserved), is withdrawn or decided; an earmark that lapses without a decision (the amount changed,
+the year closed) puts it back in line. An earmark or reservation for application B from fiscal year
+Y breaks the order when an application A that comes before B in line and asks for money from Y was
+still standing in line and was told to wait (it has a ``budget.waitlisted`` event), unless
 
 - A's category was paused (a paused category waits without blocking), or
 - under the ``first_fit`` policy, A did not fit into what was available then.
@@ -15,16 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from audit.budget import Pot, apply
+from audit.budget import Pot, apply, place_key
 from audit.log import Violation, typed
 from schemas.events import (
     ApplicationDecided,
+    ApplicationReceived,
     ApplicationReviewed,
     ApplicationWaitlisted,
     ApplicationWithdrawn,
     CategoryPaused,
     CategoryResumed,
     FiscalYearClosed,
+    FundsEarmarked,
+    FundsReleased,
     FundsReserved,
     ReviewOutcome,
     WaitlistReason,
@@ -66,21 +71,44 @@ class LineReplay:
     def run(self, history: list[Envelope]) -> list[Violation]:
         for envelope in history:
             event = typed(envelope)
-            if isinstance(event, FundsReserved):
+            if isinstance(event, FundsEarmarked) or (isinstance(event, FundsReserved) and not event.from_earmark):
                 self.reserved(envelope, event)
             else:
                 self.track(envelope, event)
             apply(self.pots, envelope, event)
         return self.violations
 
+    def enter(self, envelope: Envelope, event: ApplicationReceived | ApplicationReviewed) -> None:
+        if event.application_id in self.served or event.application_id in self.waiting:
+            return
+        if isinstance(event, ApplicationReceived):
+            category, funding = event.application.project.category, event.application.project.funding
+        else:
+            category, funding = event.category, event.funding
+        self.waiting[event.application_id] = InLine(
+            event.application_id,
+            place_key(event),
+            category,
+            {f.fiscal_year: f.amount_cents for f in funding},
+            envelope.id,
+        )
+
     def track(self, envelope: Envelope, event: object) -> None:
         match event:
-            case ApplicationReviewed(outcome=ReviewOutcome.ELIGIBLE) if event.application_id not in self.served:
-                key = (event.ready_at, event.received_at, event.application_id)
-                funding = {f.fiscal_year: f.amount_cents for f in event.funding}
-                self.waiting[event.application_id] = InLine(
-                    event.application_id, key, event.category, funding, envelope.id
-                )
+            case ApplicationReceived():
+                self.enter(envelope, event)
+            case ApplicationReviewed(outcome=ReviewOutcome.INELIGIBLE):
+                pass  # the decision that follows takes it out of line
+            case ApplicationReviewed():
+                self.enter(envelope, event)
+                if event.application_id in self.waiting:  # what review found is what stands in line
+                    entry = self.waiting[event.application_id]
+                    entry.category = event.category
+                    entry.funding = {f.fiscal_year: f.amount_cents for f in event.funding}
+            case FundsReleased(earmarked=True, reason="amount_changed" | "fiscal_year_closed"):
+                back = self.served.pop(event.application_id, None)
+                if back is not None:
+                    self.waiting[event.application_id] = back
             case ApplicationWaitlisted() if event.application_id in self.waiting:
                 entry = self.waiting[event.application_id]
                 entry.told_reason, entry.told_at = event.reason, envelope.time
@@ -94,10 +122,10 @@ class LineReplay:
             case ApplicationWithdrawn() | ApplicationDecided():
                 self.waiting.pop(event.application_id, None)
 
-    def reserved(self, envelope: Envelope, event: FundsReserved) -> None:
+    def reserved(self, envelope: Envelope, event: FundsReserved | FundsEarmarked) -> None:
         entry = self.waiting.pop(event.application_id, None) or self.served.get(event.application_id)
         if entry is None:
-            return  # never reviewed eligible: the review check reports it
+            return  # never received: the chain checks report it
         self.served[event.application_id] = entry
         passed_over = sorted(
             (w for w in self.waiting.values() if w.order_key < entry.order_key and self.held_up(w, event.fiscal_year)),
@@ -108,7 +136,8 @@ class LineReplay:
         first = passed_over[0]  # one violation per reservation, naming the first one passed over
         more = f" (and {len(passed_over) - 1} more after it)" if len(passed_over) > 1 else ""
         message = (
-            f"{entry.application_id} reserved from {event.fiscal_year} while {first.application_id}, "
+            f"{entry.application_id} {'earmarked' if isinstance(event, FundsEarmarked) else 'reserved'} from "
+            f"{event.fiscal_year} while {first.application_id}, "
             f"earlier in line, was still waiting{more}"
         )
         events = (envelope.id, first.entered)

@@ -39,6 +39,7 @@ from schemas.events import (
     ApplicationReviewed,
     ApplicationWithdrawn,
     FundsCommitted,
+    FundsEarmarked,
     FundsReleased,
     FundsReserved,
     ReviewOutcome,
@@ -262,17 +263,22 @@ def review_behind(decided: Envelope, index: Index) -> str | None:
 
 
 def reserved_twice(history: list[Envelope]) -> list[Violation]:
-    active: dict[tuple[str, int], str] = {}
+    """Money held twice for one application and year: an earmark or reservation while one is active
+    (an earmark's own reservation, ``from_earmark``, takes its place)."""
+    active: dict[tuple[str, int], tuple[str, bool]] = {}  # -> (event id, is an earmark)
     out = []
     for envelope in history:
         event = typed(envelope)
-        if isinstance(event, FundsReserved):
+        if isinstance(event, FundsEarmarked | FundsReserved):
             held = (event.application_id, event.fiscal_year)
-            if held in active:
-                message = f"reserved twice for {event.fiscal_year} without a release in between"
-                events = (active[held], envelope.id)
+            replaces_earmark = (
+                isinstance(event, FundsReserved) and event.from_earmark and active.get(held, ("", False))[1]
+            )
+            if held in active and not replaces_earmark:
+                message = f"money held twice for {event.fiscal_year} without a release in between"
+                events = (active[held][0], envelope.id)
                 out.append(Violation("reserved-twice", message, events, (event.application_id,), event.fiscal_year))
-            active[held] = envelope.id
+            active[held] = (envelope.id, isinstance(event, FundsEarmarked))
         elif isinstance(event, FundsReleased):
             active.pop((event.application_id, event.fiscal_year), None)
     return out
@@ -288,8 +294,8 @@ def over_commitment(history: list[Envelope]) -> list[Violation]:
             continue
         broken.add(year)
         message = (
-            f"{year}: reserved {euros(pot.reserved)} + committed {euros(pot.committed)} "
-            f"exceeds the pot of {euros(pot.pot)}" + ("" if pot.set_by else " (no pot opened)")
+            f"{year}: earmarked {euros(pot.earmarked)} + reserved {euros(pot.reserved)} + committed "
+            f"{euros(pot.committed)} exceeds the pot of {euros(pot.pot)}" + ("" if pot.set_by else " (no pot opened)")
         )
         events = (envelope.id, pot.set_by) if pot.set_by not in (None, envelope.id) else (envelope.id,)
         applications = about(envelope)

@@ -63,6 +63,7 @@ def test_budget_replays_the_pot_and_the_line() -> None:
     assert movements[-1] == ("budget.released.v1", app(7), 0, 390)
     assert report["final"] | {"pot": ""} == {
         "pot_cents": 500,
+        "earmarked_cents": 0,
         "reserved_cents": 0,
         "committed_cents": 390,
         "available_cents": 110,
@@ -90,7 +91,7 @@ def test_verify_table_names_each_violation_with_its_events() -> None:
     text = verify_tables(verify(log.events))
     assert "VIOLATIONS" in text
     assert again.id in text
-    assert "reserved twice for 2027" in text
+    assert "money held twice for 2027" in text
     assert "not checked (no --public-key)" in text
     assert text.endswith("FAILED: 1 violation(s)")
     assert verify_tables(verify(in_order(clean_log().events))).endswith("OK: every guarantee holds")

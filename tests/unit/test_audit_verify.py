@@ -50,14 +50,15 @@ class Log:
     def adjust(self, previous: int, pot: int) -> Envelope:
         return self.add(ev.PotAdjusted(fiscal_year=YEAR, previous_pot_cents=previous, pot_cents=pot), str(YEAR), BUDGET)
 
-    def receive(self, n: int, category_open: bool = True) -> Envelope:
+    def receive(self, n: int, category_open: bool = True, *, amount: int | None = None) -> Envelope:
+        """``amount``: requested from YEAR (else the sample application's, from a later year)."""
         self.received_at[app(n)] = self.clock + timedelta(seconds=1)
         received = ev.ApplicationReceived(
             application_id=app(n),
             portal_id="portal-a",
             received_at=self.received_at[app(n)],
             category_open=category_open,
-            application=f.funding_application(),
+            application=f.funding_application(None if amount is None else f.amounts(amount, year=YEAR)),
         )
         return self.add(received, app(n), INTAKE)
 
@@ -281,7 +282,7 @@ def test_an_out_of_order_promotion_is_caught() -> None:
     assert checks_failed(report) == ["line-order"]
     (violation,) = report.violations
     assert violation.applications == (app(4), app(3))
-    assert violation.events == (first(log, 4, ev.FundsReserved).id, first(log, 3, ev.ApplicationReviewed).id)
+    assert violation.events == (first(log, 4, ev.FundsReserved).id, first(log, 3, ev.ApplicationReceived).id)
 
 
 def test_passing_over_several_is_one_violation_naming_the_first() -> None:
@@ -529,3 +530,60 @@ def test_an_event_on_a_topic_the_registry_does_not_put_it_on_is_not_believed() -
     assert [e.id for e in read.envelopes] == [planted.id], "believed only on its own topic"
     assert read.unreadable == [f"egov.submissions.v1/0/5: {planted.type} is not an event of egov.submissions.v1"]
     assert unreadable_records(read.unreadable) == [], "portal input on the submissions topic is not a violation"
+
+
+# --- earmarks: places held during review ------------------------------------------
+
+
+def earmark(log: Log, n: int, amount: int) -> Envelope:
+    received = next(e for e in log.events if e.subject == app(n) and e.is_a(ev.ApplicationReceived))
+    event = ev.FundsEarmarked(
+        application_id=app(n), fiscal_year=YEAR, amount_cents=amount, place_at=log.received_at[app(n)]
+    )
+    return log.add(event, app(n), BUDGET, received)
+
+
+def test_an_earmark_turned_reservation_holds_the_money_once() -> None:
+    log = Log()
+    log.open_year(100)
+    log.receive(1)
+    earmark(log, 1, 80)
+    log.review(1, 80)
+    reserved = ev.FundsReserved(
+        application_id=app(1), fiscal_year=YEAR, amount_cents=80, ready_at=log.received_at[app(1)], from_earmark=True
+    )
+    log.add(reserved, app(1), BUDGET, log.reviews[app(1)])
+    log.approve(1, 80)
+    report = verify(log.events)
+    assert report.ok, report.violations
+
+
+def test_earmarks_beyond_the_pot_are_an_over_commitment() -> None:
+    log = Log()
+    log.open_year(100)
+    for n in (1, 2):
+        log.receive(n)
+        earmark(log, n, 60)
+    assert "over-commitment" in checks_failed(verify(log.events))
+
+
+def test_an_earmark_for_a_later_place_while_an_earlier_one_waits_breaks_the_order() -> None:
+    log = Log()
+    log.open_year(100)
+    log.receive(1, amount=80)
+    log.receive(2, amount=80)
+    told = ev.ApplicationWaitlisted(
+        application_id=app(1),
+        position=1,
+        reason=ev.WaitlistReason.INSUFFICIENT_FUNDS,
+        amount_cents=80,
+        ready_at=log.received_at[app(1)],
+        in_review=True,
+    )
+    log.add(told, app(1), BUDGET)
+    earmark(log, 2, 80)
+    report = verify(log.events)
+    assert "line-order" in checks_failed(report)
+    violation = next(v for v in report.violations if v.check == "line-order")
+    assert violation.applications == (app(2), app(1))
+    assert "earmarked" in violation.message
