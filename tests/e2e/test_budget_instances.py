@@ -10,18 +10,20 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from aiokafka.partitioner import murmur2
 
 from runtime.db import create_pool
 from runtime.kafka import KafkaAccess, make_producer, publish
 from schemas.envelope import Envelope
-from schemas.events import ApplicationDecided, ApplicationWaitlisted
-from schemas.topics import BUDGET, DECISIONS, REVIEWS
-from tests.integration.budget_support import app_id, assert_invariants, reviewed
+from schemas.events import ApplicationDecided, ApplicationWaitlisted, ReviewOutcome
+from schemas.topics import APPLICATIONS, BUDGET, DECISIONS, REVIEWS, Topic
+from tests.integration.budget_support import app_id, assert_invariants, received, reviewed
 from tests.support import (
     ADMIN_TOKEN,
     SERVICE_PORTS,
@@ -55,7 +57,7 @@ class BudgetInstances:
                 "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
                 "BUDGET_CONSUMER_GROUP_PREFIX": "instances-",
                 "BUDGET_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                "BUDGET_SETTLE_SECONDS": "1.0",
+                "BUDGET_ARRIVAL_LATENESS_SECONDS": "1.0",
             }
         )
         return env
@@ -105,14 +107,20 @@ async def open_year(year: int, pot: int) -> None:
     assert response.status_code == 201, response.text
 
 
-async def publish_all(kafka: KafkaAccess, envelopes: list[Envelope]) -> None:
-    producer = make_producer(kafka, "test-review-writer")
+async def publish_all(kafka: KafkaAccess, envelopes: list[Envelope], topic: Topic = REVIEWS) -> None:
+    producer = make_producer(kafka, "test-writer")
     await producer.start()
     try:
         for chunk in range(0, len(envelopes), 200):
-            await asyncio.gather(*(publish(producer, REVIEWS, e.subject, e) for e in envelopes[chunk : chunk + 200]))
+            await asyncio.gather(*(publish(producer, topic, e.subject, e) for e in envelopes[chunk : chunk + 200]))
     finally:
         await producer.stop()
+
+
+def places_from_now(numbers: list[int]) -> dict[int, datetime]:
+    """Receipt times as intake stamps them while a burst comes in: now, a millisecond apart, in number order."""
+    start = datetime.now(UTC)
+    return {n: start + timedelta(milliseconds=i) for i, n in enumerate(numbers)}
 
 
 async def settled(pool: asyncpg.Pool, ids: list[str], timeout: float) -> None:
@@ -129,13 +137,22 @@ async def settled(pool: asyncpg.Pool, ids: list[str], timeout: float) -> None:
     raise AssertionError(f"only {done} of {len(ids)} applications have a budget outcome")
 
 
+def shuffled_with_duplicates(envelopes: list[Envelope], copies: int) -> list[Envelope]:
+    deliveries = envelopes + random.sample(envelopes, copies)
+    random.shuffle(deliveries)
+    return deliveries
+
+
 async def test_two_instances_serve_the_line_in_order(instances: BudgetInstances, own_broker: KafkaAccess) -> None:
+    """Receipts of a burst arrive on six partitions in shuffled order, some twice, and reviews finish in
+    yet another order: the money goes to the first k places all the same."""
     k, numbers = 77, list(range(1, 201))
     await open_year(2031, k * 100)
-    envelopes = [reviewed(n, 100, years={2031: 100}) for n in numbers]
-    deliveries = envelopes + random.sample(envelopes, 60)
-    random.shuffle(deliveries)
-    await publish_all(own_broker, deliveries)
+    places = places_from_now(numbers)
+    receipts = [received(n, 100, years={2031: 100}, place=places[n]) for n in numbers]
+    await publish_all(own_broker, shuffled_with_duplicates(receipts, 60), APPLICATIONS)
+    reviews = [reviewed(n, 100, years={2031: 100}, place=places[n]) for n in numbers]
+    await publish_all(own_broker, shuffled_with_duplicates(reviews, 60))
     pool = await create_pool(instances.dsn)
     try:
         await settled(pool, [app_id(n) for n in numbers], timeout=60)
@@ -153,6 +170,50 @@ async def test_two_instances_serve_the_line_in_order(instances: BudgetInstances,
         await assert_invariants(pool)
     finally:
         await pool.close()
+
+
+async def test_slow_reviews_and_a_caseworker_a_day_later_keep_the_places_they_were_received_in(
+    instances: BudgetInstances, own_broker: KafkaAccess
+) -> None:
+    """The early applications' reviews are slowed on purpose (they finish last, seconds later), on
+    other partitions than the late ones'; the very first one waits for a caseworker, who decides a day
+    later (its review's ready_at). The money still goes to exactly the first places."""
+    k, numbers = 12, list(range(501, 541))
+    await open_year(2033, k * 100)
+    places = places_from_now(numbers)
+    receipts = [received(n, 100, years={2033: 100}, place=places[n]) for n in numbers]
+    await publish_all(own_broker, shuffled_with_duplicates(receipts, 5), APPLICATIONS)
+    early, late = numbers[:20], numbers[20:]
+    assert len({partition_of(app_id(n)) for n in early} | {partition_of(app_id(n)) for n in late}) >= 2
+    first = numbers[0]
+    a_day = timedelta(days=1)
+
+    def review_of(n: int, outcome: ReviewOutcome = ReviewOutcome.ELIGIBLE, ready: timedelta = timedelta()) -> Envelope:
+        envelope = reviewed(n, 100, years={2033: 100}, place=places[n], outcome=outcome)
+        envelope.data["ready_at"] = (places[n] + timedelta(seconds=30) + ready).isoformat()
+        return envelope
+
+    await publish_all(own_broker, [review_of(n) for n in reversed(late)])
+    await publish_all(own_broker, [review_of(first, ReviewOutcome.NEEDS_MANUAL_REVIEW)])
+    await asyncio.sleep(3)  # the late ones are long reviewed; the early ones' reviews still run
+    await publish_all(own_broker, [review_of(n) for n in reversed(early[1:])])
+    await publish_all(own_broker, [review_of(first, ready=a_day)])  # the caseworker, a day later
+    pool = await create_pool(instances.dsn)
+    try:
+        await settled(pool, [app_id(n) for n in numbers], timeout=60)
+        approved = await pool.fetch(
+            "SELECT application_id FROM line WHERE status = 'approved' AND application_id = ANY($1) ORDER BY 1",
+            [app_id(n) for n in numbers],
+        )
+        assert [r[0] for r in approved] == [app_id(n) for n in numbers[:k]]
+        await assert_invariants(pool)
+    finally:
+        await pool.close()
+
+
+def partition_of(key: str) -> int:
+    """The partition the default partitioner picks for a key on a topic of the registry's size."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % APPLICATIONS.partitions
 
 
 async def test_sigkill_at_random_moments_loses_and_doubles_nothing(

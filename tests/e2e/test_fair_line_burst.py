@@ -1,0 +1,114 @@
+"""The window opens: 600 municipalities apply within a few seconds, for 25 M EUR against a pot of 10 M.
+Through the whole pipeline (intake over HTTP, review, budget, notify), the money goes by the receipt
+time: no application that holds money has a later place than one told to wait for it."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support import ServiceProcesses, intake_url, open_fiscal_year, sample_application
+
+pytestmark = pytest.mark.e2e
+
+BURST_YEAR = 2084  # a year no other test opens
+COUNT = 600
+POT = 1_000_000_000  # 10 M EUR
+CLIENTS = 64
+
+
+def burst_application(rng: random.Random) -> dict[str, Any]:
+    """20,000 to 63,000 EUR each (25 M EUR in all on average), below the four-eyes threshold."""
+    requested = rng.randrange(2_000_000, 6_300_000, 100)
+    eligible = requested * 100 // 80
+    return sample_application(
+        requested_amount_cents=requested,
+        eligible_cost_cents=eligible,
+        total_cost_cents=eligible,
+        funding=[{"fiscal_year": BURST_YEAR, "amount_cents": requested}],
+    )
+
+
+async def submit_all(token: str, applications: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(application id, receipt time) for each, from CLIENTS concurrent portal connections."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for application in applications:
+        queue.put_nowait(application)
+    receipts: list[tuple[str, str]] = []
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
+            while not queue.empty():
+                body = queue.get_nowait()
+                response = await http.post(intake_url("/v1/applications"), json=body)
+                assert response.status_code == 202, response.text
+                receipts.append((response.json()["application_id"], response.json()["received_at"]))
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return receipts
+
+
+async def outcomes_settled(conn: asyncpg.Connection, ids: list[str], timeout: float) -> None:
+    """Until each application is approved or rejected, or waits having been told its position."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        settled = await conn.fetchval(
+            "SELECT count(*) FROM line WHERE application_id = ANY($1)"
+            " AND (status IN ('approved', 'rejected') OR (status = 'waiting' AND told_position IS NOT NULL))",
+            ids,
+        )
+        if settled == len(ids):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{settled} of {len(ids)} applications have their budget outcome")
+
+
+@pytest.mark.timeout(300)
+async def test_a_burst_of_600_is_funded_in_receipt_order(
+    services: ServiceProcesses, portal_token: str, service_dsns: dict[str, str]
+) -> None:
+    assert await open_fiscal_year(BURST_YEAR, POT) == 201
+    rng = random.Random(600)
+    applications = [burst_application(rng) for _ in range(COUNT)]
+    started = time.monotonic()
+    receipts = await submit_all(portal_token, applications)
+    submitted = time.monotonic() - started
+    ids = [app_id for app_id, _ in receipts]
+    conn = await asyncpg.connect(service_dsns["budget"])
+    try:
+        await outcomes_settled(conn, ids, timeout=180)
+        decided = time.monotonic() - started
+        rows = await conn.fetch(
+            "SELECT application_id, place_at, received_at, status, funding FROM line WHERE application_id = ANY($1)"
+            " ORDER BY place_at, received_at, application_id",
+            ids,
+        )
+        held = await conn.fetchval(
+            "SELECT earmarked_cents + reserved_cents + committed_cents FROM pots WHERE fiscal_year = $1", BURST_YEAR
+        )
+    finally:
+        await conn.close()
+
+    received_at = dict(receipts)
+    # The place is the receipt time the portal was given, to the microsecond.
+    assert all(r["place_at"].isoformat() == received_at[r["application_id"]] for r in rows)
+    standing = [r for r in rows if r["status"] != "rejected"]  # ineligible ones leave the line
+    assert len(standing) > COUNT * 0.9
+    holds_money = [r["status"] in ("approved", "earmarked", "reserved") for r in standing]
+    waiting = [r["status"] == "waiting" for r in standing]
+    first_waiting = waiting.index(True)
+    # Strict: the money went to a prefix of the receipt order, and everyone after it waits.
+    assert all(holds_money[:first_waiting]), "a place before the first waiting one got no money"
+    assert not any(holds_money[first_waiting:]), "a later place got money while an earlier one waits"
+    assert held <= POT
+    print(
+        f"\nburst: {COUNT} applications submitted in {submitted:.1f} s ({COUNT / submitted:.0f}/s),"
+        f" {first_waiting} funded, {COUNT - first_waiting} waitlisted;"
+        f" first submission to last budget outcome: {decided:.1f} s"
+    )
