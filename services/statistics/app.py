@@ -8,16 +8,21 @@ mode is not used: see the design brief); counting once is the handlers' and tota
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faust.auth import SASLCredentials, SSLCredentials
-from mode import Service
+from mode import CrashingSupervisor, Service
 
 from runtime.http import HttpLimits, HttpServer, add_operational_routes, install_guards
+from runtime.kafka import make_admin
 from runtime.logs import configure_logging, correlated
 from runtime.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_SECONDS
 from services.statistics import metrics, totals
@@ -87,7 +92,9 @@ class Statistics:
         }
         self.daily = cast("WindowWrapper", self.table("decisions-per-day").tumbling(DAY, expires=KEEP_DAYS))
         self.read_to: dict[tuple[str, int], int] = {}
-        self.app.agent(sources, name="count")(self.count)
+        # A failing record stops the process (the supervisor restarts it, the record comes again): an agent that
+        # faust restarted in place could go on past it.
+        self.app.agent(sources, name="count", supervisor_strategy=CrashingSupervisor)(self.count)
         self.app.timer(2.0)(self.measure_lag)
 
     def table(self, name: str) -> TableT[str, Any]:
@@ -158,6 +165,28 @@ class Statistics:
                 CONSUMER_LAG.labels(tp.topic, tp.partition).set(max(0, consumer.highwater(tp) - read - 1))
         metrics.APPLICATIONS.set(len(self.figures))
 
+    async def create_changelogs(self, kafka: KafkaAccess, replication_factor: int) -> None:
+        """Create the changelog topics before faust starts. Created by faust itself, a topic may still show no
+        partitions in the consumer's metadata when the first record reaches its table, and faust refuses it."""
+        tables = [*self.by.values(), self.figures]
+        wanted = {t.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"} for t in tables}
+        retention = str(int(KEEP_DAYS.total_seconds() * 1000))
+        wanted[self.daily.table.changelog_topic.get_topic_name()] = {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": retention,
+        }
+        admin = make_admin(kafka, "statistics-changelogs")
+        await admin.start()
+        try:
+            missing = set(wanted) - set(await admin.list_topics())
+            if missing:
+                new = [NewTopic(name, PARTITIONS, replication_factor, topic_configs=wanted[name]) for name in missing]
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(new)
+                log.info("changelog topics created", extra={"topics": sorted(missing)})
+        finally:
+            await admin.close()
+
     async def ready(self) -> bool:
         recovery = cast("TableManager", self.app.tables).recovery
         return recovery.completed.is_set() and bool(self.app.consumer.assignment())
@@ -181,6 +210,7 @@ def main() -> None:
     settings = StatisticsSettings()
     configure_logging("statistics", settings.log_level)
     statistics = Statistics(settings)
+    asyncio.run(statistics.create_changelogs(settings.kafka, settings.replication.factor))
     api = build_api(statistics.totals)
     install_guards(api, settings)
     add_operational_routes(api, {"tables_recovered": statistics.ready})
