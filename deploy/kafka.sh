@@ -86,6 +86,29 @@ format_storage() {
   run_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" "${scram[@]}" >/dev/null
   touch "$KAFKA_DIR/data/.secured"
+  scram_users >"$KAFKA_DIR/data/.scram-users"
+}
+
+# A principal added to the registry after the broker was formatted (statistics, say) gets its SCRAM user
+# on the running broker, as the operator; .scram-users lists the users the broker has (none listed: unknown).
+add_new_scram_users() {
+  local user config="$KAFKA_DIR/admin-client.properties"
+  local known="$KAFKA_DIR/data/.scram-users"
+  local missing=()
+  for user in $(scram_users); do grep -qx "$user" "$known" 2>/dev/null || missing+=("$user"); done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  (umask 077 && printf '%s\n' "security.protocol=SASL_SSL" "sasl.mechanism=SCRAM-SHA-512" \
+    "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$(cat "$USERS_DIR/admin.password")\";" \
+    "ssl.truststore.type=PEM" "ssl.truststore.location=$TLS_DIR/ca.pem" >"$config")
+  for user in "${missing[@]}"; do
+    run_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
+      kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --command-config "$config" --alter \
+      --add-config "SCRAM-SHA-512=[password=$(cat "$USERS_DIR/$user.password")]" --entity-type users \
+      --entity-name "$user" >/dev/null
+    echo "$user" >>"$known"
+  done
+  rm -f "$config"
+  log "kafka SCRAM users added: ${missing[*]}"
 }
 
 # The registry's ACLs, applied as the operator principal; idempotent.
@@ -114,6 +137,7 @@ start() {
     >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
   echo $! >"$PIDFILE"
   wait_ready
+  add_new_scram_users
   apply_acls
   log "kafka ACLs applied"
 }

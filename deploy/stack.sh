@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole system on this machine: PostgreSQL, Kafka, the SMTP sink, the four
-# services and Prometheus, all on loopback.
+# services, the statistics app and Prometheus, all on loopback.
 #   deploy/stack.sh start|stop|status|demo
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -11,6 +11,8 @@ SERVICES=(intake review budget notify)
 declare -A PORTS=([intake]=8001 [review]=8002 [budget]=8003 [notify]=8004)
 KAFKA_BOOTSTRAP="127.0.0.1:${EGOV_KAFKA_PORT:-19092}"
 PROM_PORT=9090
+# The statistics app (faust, downstream of the decisions): its own Kafka principal, no database.
+STATISTICS_PORT=8005
 SMTP_PORT=8025
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
@@ -50,6 +52,9 @@ start() {
       "${prefix}DATABASE_OWNER_URL=$(pg_local_dsn "egov_${s}_owner" "egov_$s")" "$PY" -m "services.$s"
   done
   for s in "${SERVICES[@]}"; do wait_for "$s" 60 service_ready "$s"; log "$s ready on 127.0.0.1:${PORTS[$s]}"; done
+  KAFKA_AS="STATISTICS:statistics" start_process statistics "$PY" -m services.statistics
+  wait_for statistics 90 curl -sf "http://127.0.0.1:$STATISTICS_PORT/ready"
+  log "statistics ready on 127.0.0.1:$STATISTICS_PORT"
   start_process prometheus prometheus --config.file="$DEPLOY_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STATE_DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
   wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
@@ -60,7 +65,8 @@ The system is up (all on 127.0.0.1):
   review          http://127.0.0.1:8002/ready
   budget admin    http://127.0.0.1:8003/docs
   notify          http://127.0.0.1:8004/ready
-  metrics         http://127.0.0.1:800{1..4}/metrics
+  statistics      http://127.0.0.1:$STATISTICS_PORT/docs   (open data: /v1/open-data/totals.csv)
+  metrics         http://127.0.0.1:800{1..5}/metrics
   Prometheus      http://127.0.0.1:$PROM_PORT   (targets: /targets, alerts: /alerts)
   mails (sink)    $STATE_DIR/mail/*.eml
   logs            $LOG_DIR/*.log
@@ -70,6 +76,7 @@ INFO
 
 stop() {
   stop_pidfile prometheus "$RUN_DIR/prometheus.pid"
+  stop_pidfile statistics "$RUN_DIR/statistics.pid"
   for s in "${SERVICES[@]}"; do stop_pidfile "$s" "$RUN_DIR/$s.pid"; done
   stop_pidfile smtp-sink "$RUN_DIR/smtp-sink.pid"
   "$DEPLOY_DIR/kafka.sh" stop
@@ -79,7 +86,7 @@ stop() {
 status() {
   "$DEPLOY_DIR/postgres.sh" status || true
   "$DEPLOY_DIR/kafka.sh" status || true
-  for name in smtp-sink "${SERVICES[@]}" prometheus; do
+  for name in smtp-sink "${SERVICES[@]}" statistics prometheus; do
     if pid_alive "$RUN_DIR/$name.pid"; then echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }

@@ -1,5 +1,6 @@
 """The broker's ACLs, generated from the topic registry: each topic written only by its one writer, read only
-by its declared readers; each service's consumer groups its own.
+by its declared readers; each service's consumer groups its own. A stream processor (``STREAM_APPS``) also
+owns the internal topics (changelogs) named after it.
 
     python -m runtime.acls print              the ACLs the registry asks for, one per line
     python -m runtime.acls apply [--prune]    create them on the broker (idempotent); --prune also deletes
@@ -41,6 +42,9 @@ AUDITOR = "audit"
 DOWNSTREAM = "downstream"
 # The portals the local broker knows; a deployment names its own in EGOV_KAFKA_PORTAL_PRINCIPALS.
 LOCAL_PORTALS = ("portal.demo-portal", "portal.portal-a")
+# Stream processors (faust apps): besides the domain topics the registry lets them read, they keep internal
+# topics (table changelogs) that they create themselves, all named "<principal>-*" and nothing else.
+STREAM_APPS = ("statistics",)
 CLUSTER = "kafka-cluster"
 
 
@@ -60,6 +64,7 @@ class Operation(IntEnum):
     ANY = 1
     READ = 3
     WRITE = 4
+    CREATE = 5
     DESCRIBE = 8
     IDEMPOTENT_WRITE = 12
 
@@ -88,6 +93,16 @@ def group_prefix(principal: str) -> str:
     return f"{principal}-"
 
 
+def internal_topic_prefix(principal: str) -> str:
+    """A stream processor's internal topics start with its name, like its consumer groups."""
+    return f"{principal}-"
+
+
+# What a stream processor may do with its own internal topics: create them (compacted changelogs, declared by
+# the app at start-up), write its table updates and read them back when it recovers. No DELETE, no ALTER.
+INTERNAL_TOPIC_OPERATIONS = (Operation.CREATE, Operation.READ, Operation.WRITE)
+
+
 def writers_of(topic: Topic, portals: Sequence[str]) -> tuple[str, ...]:
     return tuple(portals) if topic.writer == PORTALS else (topic.writer,)
 
@@ -106,13 +121,16 @@ def plan(topics: Iterable[Topic] = ALL_TOPICS, portals: Sequence[str] = LOCAL_PO
             acls.add(Acl(writer, Resource.CLUSTER, CLUSTER, Operation.IDEMPOTENT_WRITE))
         for reader in readers_of(topic):
             acls.add(Acl(reader, Resource.TOPIC, topic.name, Operation.READ))
-    for principal in (*SERVICES, DOWNSTREAM):
+    for app in STREAM_APPS:
+        for operation in INTERNAL_TOPIC_OPERATIONS:
+            acls.add(Acl(app, Resource.TOPIC, internal_topic_prefix(app), operation, Pattern.PREFIXED))
+    for principal in (*SERVICES, *STREAM_APPS, DOWNSTREAM):
         acls.add(Acl(principal, Resource.GROUP, group_prefix(principal), Operation.READ, Pattern.PREFIXED))
     return sorted(acls)
 
 
 def principals(portals: Sequence[str] = LOCAL_PORTALS) -> list[str]:
-    return [*SERVICES, OPERATOR, AUDITOR, DOWNSTREAM, *portals]
+    return [*SERVICES, *STREAM_APPS, OPERATOR, AUDITOR, DOWNSTREAM, *portals]
 
 
 def configured_portals() -> tuple[str, ...]:
@@ -157,9 +175,12 @@ async def delete(admin: AIOKafkaAdminClient, acl: Acl) -> None:
 
 
 def ours(acl: Acl, topics: Iterable[Topic]) -> bool:
-    """Prune touches only ACLs on the registry's topics and the services' groups, never another team's."""
+    """Prune touches only ACLs on the registry's topics, the stream processors' internal topics and our
+    principals' groups, never another team's."""
     names = {t.name for t in topics}
-    return acl.name in names or (acl.resource is Resource.GROUP and acl.name.startswith((*SERVICES, DOWNSTREAM)))
+    internal = acl.resource is Resource.TOPIC and acl.name.startswith(tuple(map(internal_topic_prefix, STREAM_APPS)))
+    group = acl.resource is Resource.GROUP and acl.name.startswith((*SERVICES, *STREAM_APPS, DOWNSTREAM))
+    return acl.name in names or internal or group
 
 
 async def apply(

@@ -78,7 +78,8 @@ APPLICATIONS = Topic(
     key="application_id",
     event_types=(ev.ApplicationReceived, ev.ApplicationRejected, ev.ApplicationWithdrawn),
     writer="intake",
-    readers=("intake", "review", "budget", "notify"),
+    # statistics: category, district and applicant kind of each application (decisions do not carry them).
+    readers=("intake", "review", "budget", "notify", "statistics"),
     description="Applications accepted, rejected at intake, or withdrawn.",
 )
 REVIEWS = Topic(
@@ -94,7 +95,7 @@ BUDGET = Topic(
     key="application_id",
     event_types=(ev.FundsEarmarked, ev.FundsReserved, ev.FundsCommitted, ev.ApplicationWaitlisted, ev.FundsReleased),
     writer="budget",
-    readers=("intake", "notify"),
+    readers=("intake", "notify", "statistics"),
     description="Reservations, commitments, releases and waitlist positions per application.",
 )
 BUDGET_ADMIN = Topic(
@@ -112,7 +113,7 @@ DECISIONS = Topic(
     key="application_id",
     event_types=(ev.ApplicationDecided,),
     writer="budget",
-    readers=("intake", "notify"),
+    readers=("intake", "notify", "statistics"),
     public=True,
     description="Final decisions: the public contract for downstream systems.",
 )

@@ -79,6 +79,19 @@ def test_each_service_uses_only_groups_named_after_it() -> None:
     assert NOTIFICATIONS.name in topics_where("intake", Operation.READ)
 
 
+def test_statistics_reads_its_sources_and_owns_only_its_prefixed_internal_topics() -> None:
+    mine = {a for a in ACLS if a.principal == "statistics"}
+    reads = {a.name for a in mine if a.operation is Operation.READ and a.pattern is Pattern.LITERAL}
+    assert reads == {APPLICATIONS.name, BUDGET.name, DECISIONS.name}
+    assert {a for a in mine if a.pattern is Pattern.PREFIXED} == {
+        Acl("statistics", Resource.TOPIC, "statistics-", Operation.CREATE, Pattern.PREFIXED),
+        Acl("statistics", Resource.TOPIC, "statistics-", Operation.READ, Pattern.PREFIXED),
+        Acl("statistics", Resource.TOPIC, "statistics-", Operation.WRITE, Pattern.PREFIXED),
+        Acl("statistics", Resource.GROUP, "statistics-", Operation.READ, Pattern.PREFIXED),
+    }
+    assert not [a for a in mine if a.operation is Operation.WRITE and a.pattern is Pattern.LITERAL]
+
+
 def test_every_principal_is_known_to_the_local_broker() -> None:
     assert set(principals(LOCAL_PORTALS)) >= {a.principal for a in ACLS}
 

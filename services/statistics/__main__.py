@@ -1,0 +1,3 @@
+from services.statistics.app import main
+
+main()
