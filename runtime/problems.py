@@ -35,10 +35,12 @@ class Problem(Exception):
         *,
         errors: Sequence[ProblemItem] = (),
         headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(title)
         self.status, self.code, self.title, self.detail = status, code, title, detail
         self.errors, self.headers = list(errors), dict(headers or {})
+        self.extensions = dict(extensions or {})  # RFC 9457 extension members, e.g. the application id
 
     def response(self, instance: str | None = None) -> JSONResponse:
         body: dict[str, Any] = {
@@ -53,6 +55,7 @@ class Problem(Exception):
             body["instance"] = instance
         if self.errors:
             body["errors"] = [e.model_dump() for e in self.errors]
+        body.update({name: value for name, value in self.extensions.items() if name not in body})
         return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 

@@ -99,7 +99,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def store_unavailable(request: Request, exc: Exception) -> Response:
-    """The database is away (restarting, overloaded): the client may retry, nothing was accepted."""
+    """The database is away (restarting, overloaded): the client may retry (with the same Idempotency-Key)."""
     log.warning("database unavailable", extra={"route": request.url.path, "error_type": type(exc).__name__})
     problem = Problem(
         503, "database.unavailable", "The request could not be handled now; retry later", headers={"Retry-After": "5"}
@@ -165,7 +165,13 @@ def build_api(intake: Intake) -> FastAPI:
                     413: "Body too large",
                     415: "Body is not application/json",
                     422: "The application is invalid: every error, each with a JSON pointer and a code",
-                    503: "The broker is unreachable: nothing was accepted; retry after Retry-After",
+                    503: "`database.unavailable`: not handled now, retry after Retry-After. "
+                    "`broker.outcome_unknown`: the broker did not acknowledge in time, so the application "
+                    "(named in `application_id`) may or may not have been accepted. Retry after Retry-After "
+                    "with the same Idempotency-Key and body: the answer is then its real outcome (the same "
+                    "202 and application id if it was accepted, else it is submitted now), never a second "
+                    "application. Without an Idempotency-Key a retry is a new submission: look the "
+                    "application id up first.",
                 }
             ),
         },
@@ -184,7 +190,9 @@ def build_api(intake: Intake) -> FastAPI:
             Header(
                 min_length=1,
                 max_length=200,
-                description="Same key and same body: the original answer. Same key, other body: 409.",
+                description="Same key and same body: the original answer. Same key, other body: 409. "
+                "Send one with every submission: after a 503 `broker.outcome_unknown` only a retry with the "
+                "same key is answered with the submission's real outcome.",
             ),
         ] = None,
     ) -> Response:
@@ -243,7 +251,9 @@ def build_api(intake: Intake) -> FastAPI:
                     409: "Already decided, already withdrawn, or a withdrawal is under way",
                     413: "Body too large",
                     415: "Body is not application/json",
-                    503: "The broker is unreachable: nothing was withdrawn; retry after Retry-After",
+                    503: "`broker.outcome_unknown`: the broker did not acknowledge the withdrawal in time, so it "
+                    "may or may not have been withdrawn; retry after Retry-After (a repeat is the same "
+                    "withdrawal; 409 `application.withdrawn` once it is known to have landed)",
                 }
             ),
         },

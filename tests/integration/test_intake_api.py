@@ -876,7 +876,7 @@ async def test_broker_stopped_gives_503_and_accepts_nothing_broker_back_accepts_
         refused = await http.post("/v1/applications", json=lost, headers=headers)
         assert refused.status_code == 503, refused.text
         assert time.monotonic() - started < PUBLISH_TIMEOUT_MS / 1000 + 1.5
-        assert refused.json()["code"] == "broker.unavailable"
+        assert refused.json()["code"] == "broker.outcome_unknown"
         assert int(refused.headers["retry-after"]) > 0
         assert (await http.post("/v1/applications", json=keyed, headers={**headers, **key})).status_code == 503
         withdrawal = await http.post(f"/v1/applications/{pending}/withdrawal", headers=headers)
