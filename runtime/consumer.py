@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import PrivateAttr, ValidationError
 
+from runtime.db import TRANSIENT_ERRORS
 from runtime.deadletters import send_dead_letter
 from runtime.kafka import stop_within
 from runtime.logs import correlated
@@ -90,17 +91,6 @@ def wire_of(envelope: Envelope) -> Wire | None:
     return envelope.wire if isinstance(envelope, Delivered) else None
 
 
-# Errors that say "the database is not there right now": retry the same event, never skip it.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    TimeoutError,
-)
 MAX_HANDLER_ATTEMPTS = 3
 
 

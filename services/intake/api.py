@@ -7,7 +7,6 @@ A submission answers 202 only after the broker acknowledged ``application.receiv
 import base64
 import binascii
 import json
-import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
-from runtime.consumer import TRANSIENT_ERRORS
 from runtime.problems import Problem, install_problem_handlers
 from schemas.events import ProblemItem
 from services.intake import store
@@ -40,8 +38,6 @@ from services.intake.policy import PortalAccess
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
 from services.intake.withdrawals import Withdrawals, not_found
-
-log = logging.getLogger(__name__)
 
 JSON = "application/json"
 CATEGORY_PATTERN = r"^[a-z0-9_]{1,40}$"
@@ -98,15 +94,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return after, application_id
 
 
-async def store_unavailable(request: Request, exc: Exception) -> Response:
-    """The database is away (restarting, overloaded): the client may retry (with the same Idempotency-Key)."""
-    log.warning("database unavailable", extra={"route": request.url.path, "error_type": type(exc).__name__})
-    problem = Problem(
-        503, "database.unavailable", "The request could not be handled now; retry later", headers={"Retry-After": "5"}
-    )
-    return problem.response(request.url.path)
-
-
 def withdrawal_reason(body: bytes) -> str | None:
     if not body:
         return None
@@ -140,10 +127,7 @@ def build_api(intake: Intake) -> FastAPI:
         version="1.0.0",
         description="Municipal portals submit funding applications, follow their status and withdraw them.",
     )
-    install_problem_handlers(app)
-    for transient in TRANSIENT_ERRORS:
-        if issubclass(transient, Exception):
-            app.add_exception_handler(transient, store_unavailable)
+    install_problem_handlers(app)  # a database that is away answers 503 database.unavailable too
     bearer = HTTPBearer(auto_error=False, description="The portal's token, issued by `services.intake.portals`")
 
     async def portal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> PortalAccess:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from runtime.consumer import TRANSIENT_ERRORS
+from runtime.db import TRANSIENT_ERRORS
 from runtime.problems import Problem
 from schemas.envelope import Envelope
 from schemas.events import ApplicationReceived
