@@ -1,5 +1,5 @@
 # One command for each habit. Every target does its own set-up on a fresh machine.
-.PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench clean
+.PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench faults clean
 
 VENV := .venv/bin
 
@@ -57,6 +57,16 @@ schemas: venv
 
 bench: bootstrap
 	@deploy/test.sh bench
+
+## The fault suite (not in `make test`): seeded, replayable runs with crashes, pauses and poison.
+## make faults SEED=1234 RUNS=3 [APPLICATIONS=60 FAULTS=4 SLOT=9]; every run prints its seed.
+SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+RUNS ?= 1
+APPLICATIONS ?= 60
+FAULTS ?= 4
+SLOT ?= 9
+faults: bootstrap
+	@EGOV_TEST_SLOT=$(SLOT) deploy/faults.sh --seed $(SEED) --runs $(RUNS) --applications $(APPLICATIONS) --faults $(FAULTS)
 
 clean: stop
 	rm -rf .state

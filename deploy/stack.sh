@@ -23,14 +23,26 @@ export_kafka() {
   while read -r kv; do export "${kv?}"; done < <(kafka_client_env "$1" "$2" "$KAFKA_BOOTSTRAP")
 }
 
-start_process() {  # NAME COMMAND...; with KAFKA_AS=PREFIX:PRINCIPAL it connects to Kafka as PRINCIPAL
+# health_of NAME: the command that tells whether NAME is alive (not merely whether its pid exists).
+health_of() {
+  case "$1" in
+    smtp-sink) echo "port_open $SMTP_PORT" ;;
+    prometheus) echo "curl -sf --max-time 2 http://127.0.0.1:$PROM_PORT/-/healthy" ;;
+    statistics) echo "http_healthy $STATISTICS_PORT" ;;
+    *) echo "http_healthy ${PORTS[$1]}" ;;
+  esac
+}
+
+# start_process NAME COMMAND...: start NAME detached in its own session, unless it runs and is healthy;
+# one that is down (gone, a zombie) or fails its health check is (re)started (lib.sh ensure_running).
+# With KAFKA_AS=PREFIX:PRINCIPAL it connects to Kafka as PRINCIPAL.
+start_process() {
   local name="$1"; shift
-  if pid_alive "$RUN_DIR/$name.pid"; then log "$name already running"; return 0; fi
-  # cd first, so the background job is the program itself and its pid is the one recorded.
   (
+    # cd first, so the background job is the program itself and its pid is the one recorded.
     cd "$REPO_DIR" || exit 1
     [ -z "${KAFKA_AS:-}" ] || export_kafka "${KAFKA_AS%%:*}" "${KAFKA_AS#*:}"
-    nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 & echo $! >"$RUN_DIR/$name.pid"
+    ensure_running "$name" "$RUN_DIR/$name.pid" "$LOG_DIR/$name.log" "$(health_of "$name")" "$@"
   )
 }
 
@@ -86,8 +98,12 @@ stop() {
 status() {
   "$DEPLOY_DIR/postgres.sh" status || true
   "$DEPLOY_DIR/kafka.sh" status || true
+  local check
   for name in smtp-sink "${SERVICES[@]}" statistics prometheus; do
-    if pid_alive "$RUN_DIR/$name.pid"; then echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))"; else echo "$name: stopped"; fi
+    read -ra check <<<"$(health_of "$name")"
+    if ! pid_alive "$RUN_DIR/$name.pid"; then echo "$name: stopped"
+    elif "${check[@]}" >/dev/null 2>&1; then echo "$name: running (pid $(pid_of "$RUN_DIR/$name.pid"))"
+    else echo "$name: not healthy (pid $(pid_of "$RUN_DIR/$name.pid")); deploy/stack.sh start restarts it"; fi
   done
 }
 

@@ -6,6 +6,16 @@ topic with the reason; the envelope keeps the record's exact bytes and headers, 
 stage what it returns, all in one PostgreSQL transaction. Offsets are committed
 only after the batch's transactions have committed. A redelivered event finds
 its inbox row and changes nothing.
+
+Nothing is swallowed silently. A record whose Kafka key is not its envelope's subject (the id the
+topic's ``key`` names: application, submission or fiscal year) is dead-lettered as ``wrong_key``:
+it would sit on the wrong partition, out of order with its application's other events. A record of
+a type the registry does not declare for its topic is counted (``egov_events_consumed_total`` with
+outcome ``unknown_type``, type label ``unknown`` unless it is a registry type) and logged at
+WARNING, and the stream moves on; it is not dead-lettered, so that a writer that adds a type before
+its readers learn it does not fill their dead-letter topics (README, "How the guarantees are
+carried"). A declared type this consumer has no route for is the normal case (it reads a shared
+topic) and counted as ``ignored``.
 """
 
 from __future__ import annotations
@@ -18,15 +28,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import PrivateAttr, ValidationError
 
+from runtime.db import TRANSIENT_ERRORS
+from runtime.deadletters import send_dead_letter
 from runtime.kafka import stop_within
 from runtime.logs import correlated
 from runtime.metrics import (
     CONSUMER_LAG,
-    DEAD_LETTERS,
     EVENTS_CONSUMED,
     HANDLER_ERRORS,
     HANDLER_SECONDS,
@@ -87,17 +98,6 @@ def wire_of(envelope: Envelope) -> Wire | None:
     return envelope.wire if isinstance(envelope, Delivered) else None
 
 
-# Errors that say "the database is not there right now": retry the same event, never skip it.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    TimeoutError,
-)
 MAX_HANDLER_ATTEMPTS = 3
 
 
@@ -169,6 +169,7 @@ class TransactionalConsumer:
         *,
         name: str,
         consumer: AIOKafkaConsumer,
+        topics: Sequence[Topic],
         pool: asyncpg.Pool,
         routes: Mapping[str, Handler],
         dead_letter_producer: AIOKafkaProducer,
@@ -183,6 +184,7 @@ class TransactionalConsumer:
         self._committed = committed
         self._batch_size = batch_size
         self._consumer = consumer
+        self._topics = {topic.name: topic for topic in topics}
         self._pool = pool
         self._routes = routes
         self._dlq_producer = dead_letter_producer
@@ -190,6 +192,8 @@ class TransactionalConsumer:
         self._relay = relay
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # Per partition, the first offset of the batch in hand until its offsets are committed.
+        self._unfinished: dict[TopicPartition, int] = {}
         self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
@@ -221,22 +225,21 @@ class TransactionalConsumer:
                 await self._rewind()
 
     async def _rewind(self) -> None:
-        for tp in self._consumer.assignment():
-            try:
-                committed = await self._consumer.committed(tp)
-            except KafkaError:
-                log.warning("cannot read committed offsets yet", exc_info=True)
-                return
-            if committed is None:
-                await self._consumer.seek_to_committed(tp)
-            else:
-                self._consumer.seek(tp, committed)
+        """Back to the first record of the batch that was not finished. Not to the committed offsets:
+        a group that has committed nothing yet has none, and aiokafka's ``seek_to_committed`` then
+        stays where the fetch left it, past the unfinished records."""
+        unfinished, self._unfinished = self._unfinished, {}
+        assigned = self._consumer.assignment()
+        for tp, offset in unfinished.items():
+            if tp in assigned:  # a partition lost meanwhile is redelivered to its new owner anyway
+                self._consumer.seek(tp, offset)
 
     async def _round(self) -> None:
         batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
         if not batch:
             await self._observe_lag()
             return
+        self._unfinished = {tp: records[0].offset for tp, records in batch.items() if records}
         await self._process_batch([r for records in batch.values() for r in records])
         try:
             await self._consumer.commit()
@@ -244,6 +247,7 @@ class TransactionalConsumer:
             # The group rebalanced mid-batch: whoever owns the partitions now gets the records
             # again, and the inbox makes the second handling a no-op.
             log.warning("offset commit lost to a rebalance; records will be redelivered")
+        self._unfinished = {}
         if self._relay:
             self._relay.wake()
         await self._observe_lag()
@@ -282,9 +286,12 @@ class TransactionalConsumer:
             except (ValidationError, ValueError, TypeError) as err:
                 await self._dead_letter(record, "undecodable", str(err))
                 continue
+            if record.key is None or record.key != envelope.subject.encode():
+                await self._dead_letter(record, "wrong_key", self._wrong_key(record))
+                continue
             handler = self._routes.get(envelope.type)
             if handler is None:
-                EVENTS_CONSUMED.labels(record.topic, type_label(envelope.type), "ignored").inc()
+                self._not_routed(record, envelope)
                 continue
             work.append((record, envelope, handler))
         for start in range(0, len(work), self._batch_size):
@@ -336,15 +343,32 @@ class TransactionalConsumer:
     async def _transact(self, handler: Handler, envelope: Envelope) -> str:
         return await handle_once(self._pool, self.name, handler, envelope, self._committed)
 
+    def _wrong_key(self, record: ConsumerRecord[Any, Any]) -> str:
+        topic = self._topics.get(record.topic)
+        names = topic.key if topic else "the subject"
+        state = "no key" if record.key is None else "a key that is not the envelope's subject"
+        return f"the record has {state}; {record.topic} is keyed by {names}, the envelope's subject"
+
+    def _not_routed(self, record: ConsumerRecord[Any, Any], envelope: Envelope) -> None:
+        """A declared type this consumer does not handle is ignored; a type its topic does not declare
+        is counted and reported (type and origin only: never the payload)."""
+        topic = self._topics.get(record.topic)
+        label = type_label(envelope.type)
+        if topic is not None and topic.declares(envelope.type):
+            EVENTS_CONSUMED.labels(record.topic, label, "ignored").inc()
+            return
+        EVENTS_CONSUMED.labels(record.topic, label, "unknown_type").inc()
+        log.warning(
+            "event of a type its topic does not declare, skipped",
+            extra={
+                "event_type": envelope.type[:200],
+                "event_id": envelope.id,
+                "origin": f"{record.topic}/{record.partition}/{record.offset}",
+                "consumer": self.name,
+            },
+        )
+
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str) -> None:
-        """Park the original bytes with why and where they came from; the stream keeps flowing."""
-        headers = [
-            *list(record.headers or ()),
-            ("dlq_reason", reason.encode()),
-            ("dlq_detail", detail[:2000].encode()),
-            ("dlq_origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ("dlq_consumer", self.name.encode()),
-        ]
-        await self._dlq_producer.send_and_wait(self._dlq_topic.name, record.value, key=record.key, headers=headers)
-        DEAD_LETTERS.labels(record.topic, reason).inc()
-        log.warning("message dead-lettered", extra={"reason": reason, "origin": f"{record.topic}/{record.partition}"})
+        """Park the original bytes with why and where they came from; the stream keeps flowing, and
+        one record that cannot be parked is skipped (counted and logged), never retried forever."""
+        await send_dead_letter(self._dlq_producer, self._dlq_topic, record, reason, detail, self.name)

@@ -20,6 +20,19 @@ log = logging.getLogger(__name__)
 
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
 
+# Errors that say "the database is not there right now": a consumer retries the same event (never
+# skips it), and an HTTP edge answers 503 database.unavailable with Retry-After (runtime.problems).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    TimeoutError,
+)
+
 
 async def create_pool(
     dsn: str,

@@ -119,6 +119,7 @@ class ServiceKit:
                 session_timeout_ms=self.settings.kafka_session_timeout_ms,
                 offset_reset=self.settings.kafka_offset_reset,
             ),
+            topics=topics,
             pool=pool,
             routes=routes,
             dead_letter_producer=producer,

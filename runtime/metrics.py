@@ -23,6 +23,10 @@ HANDLER_SECONDS = Histogram(
 )
 HANDLER_ERRORS = Counter("egov_handler_errors_total", "Handler failures by kind", ["type", "kind"])
 DEAD_LETTERS = Counter("egov_dead_letters_total", "Messages sent to a dead-letter topic", ["topic", "reason"])
+# Records skipped because the broker refused even a bare dead letter for them: the consumer moved on.
+DEAD_LETTERS_LOST = Counter(
+    "egov_dead_letters_lost_total", "Records skipped because no dead letter for them was taken", ["topic", "reason"]
+)
 OUTBOX_PENDING = Gauge("egov_outbox_pending", "Outbox rows not yet published")
 CONSUMER_LAG = Gauge("egov_consumer_lag", "Messages behind the partition end", ["topic", "partition"])
 HTTP_REQUESTS = Counter("egov_http_requests_total", "HTTP requests", ["method", "route", "status"])

@@ -2,7 +2,8 @@
 
 Raise ``Problem`` from a route, or let a domain ``Refused`` pass through;
 ``install_problem_handlers`` turns it, and any framework error, into
-``application/problem+json``. Nothing a client sends may produce a 500.
+``application/problem+json``. Nothing a client sends may produce a 500, and neither may a database
+that is away: every service answers 503 ``database.unavailable`` with ``Retry-After`` then.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from runtime.db import TRANSIENT_ERRORS
 from runtime.refusals import Refusal, Refused
 from schemas.events import ProblemItem
 
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://egov.thueringen.de/problems/"
+DATABASE_RETRY_AFTER_SECONDS = "5"
 
 
 class Problem(Exception):
@@ -35,10 +38,12 @@ class Problem(Exception):
         *,
         errors: Sequence[ProblemItem] = (),
         headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(title)
         self.status, self.code, self.title, self.detail = status, code, title, detail
         self.errors, self.headers = list(errors), dict(headers or {})
+        self.extensions = dict(extensions or {})  # RFC 9457 extension members, e.g. the application id
 
     def response(self, instance: str | None = None) -> JSONResponse:
         body: dict[str, Any] = {
@@ -53,6 +58,7 @@ class Problem(Exception):
             body["instance"] = instance
         if self.errors:
             body["errors"] = [e.model_dump() for e in self.errors]
+        body.update({name: value for name, value in self.extensions.items() if name not in body})
         return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -82,7 +88,26 @@ _STATUS_CODES = {
 }
 
 
+def database_unavailable() -> Problem:
+    return Problem(
+        503,
+        "database.unavailable",
+        "The request could not be handled now; retry later",
+        headers={"Retry-After": DATABASE_RETRY_AFTER_SECONDS},
+    )
+
+
+async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database is away (restarting, overloaded, unreachable): the client may retry."""
+    log.warning("database unavailable", extra={"route": request.url.path, "error_type": type(exc).__name__})
+    return database_unavailable().response(request.url.path)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    for transient in TRANSIENT_ERRORS:
+        if issubclass(transient, Exception):
+            app.add_exception_handler(transient, store_unavailable)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response(request.url.path)

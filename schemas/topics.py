@@ -18,6 +18,9 @@ FOREVER = -1
 # The writer of the submissions topic: every registered portal principal, not one service.
 PORTALS = "portals"
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
+# The largest record a client of ours writes: aiokafka's max_request_size, which the producer checks
+# before sending (the broker's message.max.bytes default, 1048588, is a little above it).
+MAX_MESSAGE_BYTES = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,12 @@ class Topic:
     broker_timestamps: bool = False
     # Kafka headers every record carries (name -> meaning), for writers outside the backend.
     required_headers: tuple[tuple[str, str], ...] = ()
+    # What one record on it may weigh; a dead letter is cut to fit its topic's (runtime.deadletters).
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def declares(self, event_type: str) -> bool:
+        """Whether the registry lists ``event_type`` (the wire type) for this topic."""
+        return any(cls.wire_type() == event_type for cls in self.event_types)
 
     @property
     def config(self) -> dict[str, str]:

@@ -244,6 +244,8 @@ class ServiceProcesses:
     exit_codes: dict[str, list[int]] = field(default_factory=dict)
     # The owner roles' DSNs: a service migrates with its owner and then runs as its login (``dsns``).
     owner_dsns: dict[str, str] = field(default_factory=dict)
+    # Where each one serves HTTP; a test that runs services of its own beside the suite's moves them.
+    http_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
 
     def env(self, name: str) -> dict[str, str]:
         prefix = name.upper() + "_"
@@ -252,7 +254,7 @@ class ServiceProcesses:
         env.update(
             {
                 prefix + "DATABASE_URL": self.dsns[name],
-                prefix + "HTTP_PORT": str(SERVICE_PORTS[name]),
+                prefix + "HTTP_PORT": str(self.http_ports[name]),
                 prefix + "ENVIRONMENT": "test",
                 prefix + "SHUTDOWN_GRACE_SECONDS": "20",
                 prefix + "KAFKA_SESSION_TIMEOUT_MS": "6000",
@@ -275,7 +277,7 @@ class ServiceProcesses:
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
         try:
-            await wait_http_ready(SERVICE_PORTS[name], self.processes[name], timeout)
+            await wait_http_ready(self.http_ports[name], self.processes[name], timeout)
         except (RuntimeError, TimeoutError) as err:
             raise RuntimeError(f"{name}: {err}; see {self.log_dir}/{name}.log") from err
 
@@ -341,3 +343,57 @@ async def open_fiscal_year(year: int, pot_cents: int) -> int:
 
 def intake_url(path: str) -> str:
     return f"http://127.0.0.1:{SERVICE_PORTS['intake']}{path}"
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that a test can cut: every connection through it is aborted and new
+    ones are refused until ``restore``. Put between one service and PostgreSQL, it is a database
+    outage for that service alone; the shared cluster and every other client are untouched."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def via(self, dsn: str) -> str:
+        """``dsn`` with its host and port replaced by the proxy's."""
+        head, tail = dsn.split("@", 1)
+        return f"{head}@127.0.0.1:{self.port}/{tail.split('/', 1)[1]}"
+
+    async def cut(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            server_reader, server_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self._open.update((client_writer, server_writer))
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await reader.read(65536):
+                    writer.write(chunk)
+                    await writer.drain()
+            except (OSError, RuntimeError):
+                pass
+            finally:
+                writer.transport.abort()
+                self._open.discard(writer)
+
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))

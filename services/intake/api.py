@@ -7,7 +7,6 @@ A submission answers 202 only after the broker acknowledged ``application.receiv
 import base64
 import binascii
 import json
-import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
-from runtime.consumer import TRANSIENT_ERRORS
 from runtime.problems import Problem, install_problem_handlers
 from schemas.events import ProblemItem
 from services.intake import store
@@ -40,8 +38,6 @@ from services.intake.policy import PortalAccess
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
 from services.intake.withdrawals import Withdrawals, not_found
-
-log = logging.getLogger(__name__)
 
 JSON = "application/json"
 CATEGORY_PATTERN = r"^[a-z0-9_]{1,40}$"
@@ -98,15 +94,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return after, application_id
 
 
-async def store_unavailable(request: Request, exc: Exception) -> Response:
-    """The database is away (restarting, overloaded): the client may retry, nothing was accepted."""
-    log.warning("database unavailable", extra={"route": request.url.path, "error_type": type(exc).__name__})
-    problem = Problem(
-        503, "database.unavailable", "The request could not be handled now; retry later", headers={"Retry-After": "5"}
-    )
-    return problem.response(request.url.path)
-
-
 def withdrawal_reason(body: bytes) -> str | None:
     if not body:
         return None
@@ -140,10 +127,7 @@ def build_api(intake: Intake) -> FastAPI:
         version="1.0.0",
         description="Municipal portals submit funding applications, follow their status and withdraw them.",
     )
-    install_problem_handlers(app)
-    for transient in TRANSIENT_ERRORS:
-        if issubclass(transient, Exception):
-            app.add_exception_handler(transient, store_unavailable)
+    install_problem_handlers(app)  # a database that is away answers 503 database.unavailable too
     bearer = HTTPBearer(auto_error=False, description="The portal's token, issued by `services.intake.portals`")
 
     async def portal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> PortalAccess:
@@ -165,7 +149,13 @@ def build_api(intake: Intake) -> FastAPI:
                     413: "Body too large",
                     415: "Body is not application/json",
                     422: "The application is invalid: every error, each with a JSON pointer and a code",
-                    503: "The broker is unreachable: nothing was accepted; retry after Retry-After",
+                    503: "`database.unavailable`: not handled now, retry after Retry-After. "
+                    "`broker.outcome_unknown`: the broker did not acknowledge in time, so the application "
+                    "(named in `application_id`) may or may not have been accepted. Retry after Retry-After "
+                    "with the same Idempotency-Key and body: the answer is then its real outcome (the same "
+                    "202 and application id if it was accepted, else it is submitted now), never a second "
+                    "application. Without an Idempotency-Key a retry is a new submission: look the "
+                    "application id up first.",
                 }
             ),
         },
@@ -184,7 +174,9 @@ def build_api(intake: Intake) -> FastAPI:
             Header(
                 min_length=1,
                 max_length=200,
-                description="Same key and same body: the original answer. Same key, other body: 409.",
+                description="Same key and same body: the original answer. Same key, other body: 409. "
+                "Send one with every submission: after a 503 `broker.outcome_unknown` only a retry with the "
+                "same key is answered with the submission's real outcome.",
             ),
         ] = None,
     ) -> Response:
@@ -243,7 +235,9 @@ def build_api(intake: Intake) -> FastAPI:
                     409: "Already decided, already withdrawn, or a withdrawal is under way",
                     413: "Body too large",
                     415: "Body is not application/json",
-                    503: "The broker is unreachable: nothing was withdrawn; retry after Retry-After",
+                    503: "`broker.outcome_unknown`: the broker did not acknowledge the withdrawal in time, so it "
+                    "may or may not have been withdrawn; retry after Retry-After (a repeat is the same "
+                    "withdrawal; 409 `application.withdrawn` once it is known to have landed)",
                 }
             ),
         },

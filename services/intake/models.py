@@ -90,3 +90,7 @@ class ProblemDetails(ApiModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[ProblemItem] | None = None
+    application_id: str | None = Field(
+        default=None,
+        description="With broker.outcome_unknown: the application the request may have created (or withdrawn)",
+    )

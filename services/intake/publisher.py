@@ -1,14 +1,17 @@
-"""Publishing what a portal waits for: an answer within a bound, and a 503 that means "not written".
+"""Publishing what a portal waits for: an answer within a bound, and an honest one when there is none.
 
 The runtime's idempotent producer retries a batch until the broker takes it, however long the
-broker is away. That is right for the outbox relay, but wrong behind an HTTP answer: a submission
-that got 503 would still land once the broker returns, an application the portal was told does not
-exist. This producer is acks=all without idempotence, so aiokafka drops a batch that is not
-acknowledged within its time to live, and we wait for that verdict instead of guessing with our own
-timeout. A retried batch may be written twice; every consumer de-duplicates by event id.
+broker is away. That is right for the outbox relay, but wrong behind an HTTP answer, which must
+come within a bound. This producer is acks=all without idempotence, so aiokafka gives a batch up
+when it is not acknowledged within its time to live, and we wait for that verdict instead of
+guessing with our own timeout. A retried batch may be written twice; every consumer de-duplicates
+by event id.
 
-The one case left is a request the broker wrote but whose answer was lost: a portal that retries
-with the same Idempotency-Key gets the same application id and event id, so it converges.
+Given up does not mean not written: a request already sent to a broker that is paused (SIGSTOP, a
+long GC pause, a stalled disk) is still appended when the broker resumes. So ``Unacknowledged``
+means "the outcome is unknown", and the caller must say so (intake answers 503
+``broker.outcome_unknown``) and settle it later: a retry with the same Idempotency-Key finds the
+event landed, or publishes the same bytes again (``submission.Submissions.settle``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ if TYPE_CHECKING:
     from schemas.topics import Topic
 
 
-class BrokerUnavailable(Exception):
-    """The event was not acknowledged in time; the producer gave it up."""
+class Unacknowledged(Exception):
+    """The event was not acknowledged in time; the producer gave it up. It may still have been written."""
 
 
 class BoundedPublisher:
@@ -54,7 +57,7 @@ class BoundedPublisher:
         await self.producer.stop()
 
     async def publish(self, topic: Topic, key: str, envelope: Envelope) -> None:
-        """Return once acks=all; raise BrokerUnavailable once the producer has given the event up."""
+        """Return once acks=all; raise Unacknowledged once the producer has given the event up."""
         try:
             delivery = await self.producer.send(
                 topic.name, envelope.to_bytes(), key=key.encode(), headers=headers_of(envelope)
@@ -62,5 +65,5 @@ class BoundedPublisher:
             # The producer settles every batch within its time to live; the guard only catches a hang.
             await asyncio.wait_for(delivery, self._patience)
         except (KafkaError, TimeoutError) as err:
-            raise BrokerUnavailable(str(err) or type(err).__name__) from err
+            raise Unacknowledged(str(err) or type(err).__name__) from err
         EVENTS_PRODUCED.labels(topic.name, envelope.type).inc()

@@ -281,6 +281,22 @@ async def record_submission(
 # --- the status read model -----------------------------------------------------------------------
 
 
+async def remember_unacknowledged(conn: Db, portal_id: str, key: str, event: bytes) -> None:
+    """The exact event a keyed submission published without an acknowledgement (migration 006)."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET unacknowledged_event = $3"
+        " WHERE portal_id = $1 AND idempotency_key = $2 AND response IS NULL",
+        portal_id,
+        key,
+        event,
+    )
+
+
+async def status_exists(conn: Db, application_id: str) -> bool:
+    """Whether the status view knows the application: its application.received was written."""
+    return bool(await conn.fetchval("SELECT true FROM application_status WHERE application_id = $1", application_id))
+
+
 async def upsert_status(conn: Db, status: StatusRow) -> None:
     await conn.execute(_INSERT_STATUS, *status.values())
 

@@ -4,19 +4,28 @@ Round trips per accepted submission: one claim (idempotency key, quota, pending 
 it, one look at the categories paused by a budget administrator, the broker's acknowledgement, one
 record (status row, answer for the key). Application numbers are
 drawn from the database sequence in blocks, so ids stay unique across instances and restarts.
+
+A publish the broker did not acknowledge in time has an unknown outcome: the record may still be
+appended (a paused broker resumes). The answer says so (503 ``broker.outcome_unknown``), and with an
+Idempotency-Key the exact event is kept beside the key. A retry with that key settles it: if intake's
+status view has consumed the event (it landed), the answer is the original 202; otherwise the same
+bytes are published again. Either way one submission makes one application with one event id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from runtime.db import TRANSIENT_ERRORS
 from runtime.problems import Problem
 from schemas.envelope import Envelope
+from schemas.events import ApplicationReceived
 from schemas.topics import APPLICATIONS
 from services.intake import store
 from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
@@ -24,7 +33,7 @@ from services.intake.batching import Grouped
 from services.intake.domain import application_id, body_digest, parse_body, validate_application
 from services.intake.metrics import count_received
 from services.intake.policy import FINAL_RANK, PortalAccess, fiscal_years
-from services.intake.publisher import BoundedPublisher, BrokerUnavailable
+from services.intake.publisher import BoundedPublisher, Unacknowledged
 
 if TYPE_CHECKING:
     import asyncpg
@@ -33,19 +42,40 @@ if TYPE_CHECKING:
     from schemas.rules import Rules
     from services.intake.settings import IntakeSettings
 
+log = logging.getLogger(__name__)
+
 SOURCE = "/egov/intake"
 RETRY_AFTER_SECONDS = "5"
 PAUSED_NOTICE = "This category is currently paused: the application is kept and waits until funds are released."
 NUMBER_BLOCK = 50
 
 
-def broker_unavailable(what: str) -> Problem:
+def outcome_unknown(what: str, application_id: str, retry: str) -> Problem:
+    """503 for a publish the broker did not acknowledge in time: it may have been written or not."""
     return Problem(
         503,
-        "broker.unavailable",
-        f"The {what} could not be queued; retry later",
+        "broker.outcome_unknown",
+        f"The broker did not acknowledge the {what} in time: it may or may not have been accepted",
+        f"{retry} after Retry-After seconds; the answer is then its real outcome.",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
+        extensions={"application_id": application_id},
     )
+
+
+def submission_outcome_unknown(application_id: str, keyed: bool) -> Problem:
+    if keyed:
+        return outcome_unknown(
+            "submission",
+            application_id,
+            "Retry with the same Idempotency-Key and body (never a new key)",
+        )
+    problem = outcome_unknown("submission", application_id, "Look up application_id")
+    problem.detail = (
+        "This request had no Idempotency-Key, so a retry would be a new submission: look up application_id "
+        f"(GET /v1/applications/{application_id}) before submitting again, and send an Idempotency-Key "
+        "with every submission, so that a retry returns the submission's real outcome."
+    )
+    return problem
 
 
 def refusal_problem(refusal: NotAdmitted) -> Problem:
@@ -143,17 +173,16 @@ class Submissions:
             return await self.await_original(portal, key or "", application)
         return await self.publish(portal, application, app_id, event_id, received_at, key, paused)
 
-    async def publish(
+    def received(
         self,
         portal: PortalAccess,
         application: FundingApplication,
         app_id: str,
         event_id: str,
         received_at: datetime,
-        key: str | None,
         paused_by_admin: bool,
-    ) -> dict[str, Any]:
-        """Publish and wait for acks=all; the same ids on a retry make the same event."""
+    ) -> tuple[ApplicationReceived, Envelope]:
+        """The application.received this submission publishes; the same ids make the same event."""
         event = received(
             application,
             application_id=app_id,
@@ -171,26 +200,74 @@ class Submissions:
             event_id=event_id,
             time=received_at,
         )
+        return event, envelope
+
+    async def publish(
+        self,
+        portal: PortalAccess,
+        application: FundingApplication,
+        app_id: str,
+        event_id: str,
+        received_at: datetime,
+        key: str | None,
+        paused_by_admin: bool,
+    ) -> dict[str, Any]:
+        """Publish and wait for acks=all."""
+        event, envelope = self.received(portal, application, app_id, event_id, received_at, paused_by_admin)
+        return await self.deliver(portal, event, envelope, key)
+
+    async def deliver(
+        self, portal: PortalAccess, event: ApplicationReceived, envelope: Envelope, key: str | None
+    ) -> dict[str, Any]:
         try:
-            await self.publisher.publish(APPLICATIONS, app_id, envelope)
-        except BrokerUnavailable as err:
-            raise broker_unavailable("submission") from err
-        receipt = self.receipt(app_id, received_at, event.category_open)
+            await self.publisher.publish(APPLICATIONS, event.application_id, envelope)
+        except Unacknowledged as err:
+            if key is not None:
+                await self.remember_unacknowledged(portal, key, envelope)
+            raise submission_outcome_unknown(event.application_id, keyed=key is not None) from err
+        return await self.accepted(event, key)
+
+    async def remember_unacknowledged(self, portal: PortalAccess, key: str, envelope: Envelope) -> None:
+        """Keep the exact event beside the key, for the retry that settles it. If the database is away
+        too, the retry rebuilds the event from the key's ids (``settle``)."""
+        try:
+            await store.remember_unacknowledged(self.pool, portal.portal_id, key, envelope.to_bytes())
+        except TRANSIENT_ERRORS:
+            log.warning("unacknowledged event not kept", extra={"application_id": envelope.subject}, exc_info=True)
+
+    async def accepted(self, event: ApplicationReceived, key: str | None) -> dict[str, Any]:
+        receipt = self.receipt(event.application_id, event.received_at, event.category_open)
         await self.record(store.Accepted(store.StatusRow.of(event), key, receipt))
         count_received(event)  # after the record: acknowledged and written, as the consumer counts
         return receipt
 
     async def await_original(self, portal: PortalAccess, key: str, application: FundingApplication) -> dict[str, Any]:
-        """Another request holds this key: return its answer, or finish its publish if it gave up (503)."""
+        """Another request holds this key: return its answer, or settle it if it ended unacknowledged."""
         while True:
             record = await store.idempotency_record(self.pool, portal.portal_id, key)
             assert record is not None, "a claimed key is only deleted by the request that refused it"
             if record["response"] is not None:
                 return dict(json.loads(record["response"]))
-            if datetime.now(UTC) - record["created_at"] > self.patience:
+            if record["unacknowledged_event"] is not None or datetime.now(UTC) - record["created_at"] > self.patience:
                 break
             await asyncio.sleep(0.05)
-        paused = await store.category_paused(self.pool, application.project.category)
-        return await self.publish(
-            portal, application, record["application_id"], record["event_id"], record["received_at"], key, paused
-        )
+        return await self.settle(portal, key, application, record)
+
+    async def settle(
+        self, portal: PortalAccess, key: str, application: FundingApplication, record: asyncpg.Record
+    ) -> dict[str, Any]:
+        """The key's first request ended without an acknowledgement (503) or died on the way: if its
+        event landed, intake's status view has consumed it and the answer is the original receipt;
+        otherwise the same event is published now. It may still be in flight and land twice, with
+        one event id and the same bytes, which every consumer de-duplicates."""
+        if record["unacknowledged_event"] is not None:
+            envelope = Envelope.from_bytes(bytes(record["unacknowledged_event"]))
+            event = envelope.payload(ApplicationReceived)
+        else:  # it died before it could keep its event: the same ids and receipt time make it again
+            paused = await store.category_paused(self.pool, application.project.category)
+            event, envelope = self.received(
+                portal, application, record["application_id"], record["event_id"], record["received_at"], paused
+            )
+        if await store.status_exists(self.pool, event.application_id):
+            return await self.accepted(event, key)
+        return await self.deliver(portal, event, envelope, key)

@@ -1,8 +1,9 @@
 """A portal withdraws its application: allowed from received until decided, published with acks=all.
 
 A withdrawal is first marked in the status row, so two concurrent requests publish one event; its
-event id is derived from the application id, so a retry after a lost acknowledgement publishes the
-same event, which every consumer de-duplicates.
+event id is derived from the application id, so a retry after a lost acknowledgement (answered 503
+``broker.outcome_unknown``: it may have landed) publishes the same event, which every consumer
+de-duplicates; once the status view has seen it, a retry is answered 409 ``application.withdrawn``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from schemas.events import ApplicationWithdrawn
 from schemas.topics import APPLICATIONS
 from services.intake import store
 from services.intake.policy import FINAL_RANK, PortalAccess, withdrawal_refusal
-from services.intake.publisher import BoundedPublisher, BrokerUnavailable
-from services.intake.submission import SOURCE, broker_unavailable
+from services.intake.publisher import BoundedPublisher, Unacknowledged
+from services.intake.submission import SOURCE, outcome_unknown
 
 if TYPE_CHECKING:
     import asyncpg
@@ -50,9 +51,11 @@ class Withdrawals:
         )
         try:
             await self.publisher.publish(APPLICATIONS, application_id, envelope)
-        except BrokerUnavailable as err:
+        except Unacknowledged as err:
+            # Released, so a retry may publish again: the same event id, which every consumer
+            # de-duplicates; if the first one landed, the status view soon answers 409 withdrawn.
             await store.release_withdrawal(self.pool, application_id)
-            raise broker_unavailable("withdrawal") from err
+            raise outcome_unknown("withdrawal", application_id, "Retry the withdrawal") from err
         await store.advance_status(self.pool, application_id, "withdrawn", withdrawn_at)
         return {"application_id": application_id, "status": "withdrawn", "withdrawn_at": withdrawn_at.isoformat()}
 

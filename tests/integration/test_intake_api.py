@@ -8,6 +8,7 @@ be stopped and started again for the outage tests at the end of the module.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -732,7 +733,7 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
     await send(invalid, submission(invalid, broken))
     await send(stranger, submission(stranger, sample_application(), "portal-x"))  # signed, but not by portal-x
     await send(after, garbage, sign=False)
-    await send(after, not_a_command)
+    await send("s", not_a_command)  # keyed by its subject: it is refused for its payload, not its key
     await send(after, submission(after, sample_application()))
 
     expected = [
@@ -773,6 +774,37 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
             break
         await asyncio.sleep(0.1)
     assert status.json()["status"] == "received", "the portal sees a Kafka-path application over HTTP too"
+
+
+async def test_a_near_1_mib_undecodable_submission_is_dead_lettered_cut_to_fit_and_later_ones_are_received(
+    intake: IntakeProcess, portal_a_key: bytes
+) -> None:
+    """The record that stalled intake's submissions consumer: its dead-letter copy did not fit, the
+    consumer rewound and fetched it again forever, on every partition."""
+    first, after = (f"sub-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    value = submission(first, sample_application())
+    await publish(intake.kafka, SUBMISSIONS, first, value, signed_by(portal_a_key, value))
+    await read_topic(intake.kafka, APPLICATIONS, lambda es: any(map(about(first, ApplicationReceived), es)))
+    huge = b"\xff" + os.urandom(1_048_389)  # 1,048,390 bytes, not JSON
+    await publish(intake.kafka, SUBMISSIONS, after, huge)  # the same key: the same partition, just before
+    value = submission(after, sample_application())
+    await publish(intake.kafka, SUBMISSIONS, after, value, signed_by(portal_a_key, value))
+
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: any(map(about(after, ApplicationReceived), es)))
+    assert any(map(about(after, ApplicationReceived), seen)), "the submission behind the huge record was received"
+    digest = hashlib.sha256(huge).hexdigest().encode()
+    dead = await records(
+        intake.kafka,
+        dead_letters("intake"),
+        lambda rs: any(dict(r.headers).get("dlq_original_sha256") == digest for r in rs),
+    )
+    [letter] = [r for r in dead if dict(r.headers).get("dlq_original_sha256") == digest]
+    headers = dict(letter.headers)
+    assert headers["dlq_reason"] == b"undecodable"
+    assert headers["dlq_original_size"] == b"1048390"
+    assert headers["dlq_origin"].startswith(f"{SUBMISSIONS.name}/".encode())
+    assert huge.startswith(letter.value)
+    assert len(letter.value) < len(huge), "cut to fit the dead-letter topic"
 
 
 async def test_a_category_paused_through_the_budget_admin_api_is_closed_in_receipts_until_resumed(
@@ -844,7 +876,7 @@ async def test_broker_stopped_gives_503_and_accepts_nothing_broker_back_accepts_
         refused = await http.post("/v1/applications", json=lost, headers=headers)
         assert refused.status_code == 503, refused.text
         assert time.monotonic() - started < PUBLISH_TIMEOUT_MS / 1000 + 1.5
-        assert refused.json()["code"] == "broker.unavailable"
+        assert refused.json()["code"] == "broker.outcome_unknown"
         assert int(refused.headers["retry-after"]) > 0
         assert (await http.post("/v1/applications", json=keyed, headers={**headers, **key})).status_code == 503
         withdrawal = await http.post(f"/v1/applications/{pending}/withdrawal", headers=headers)

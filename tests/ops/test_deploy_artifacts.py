@@ -74,6 +74,7 @@ COUNTERS_AND_GAUGES = {
     "egov_events_produced_total",
     "egov_handler_errors_total",
     "egov_dead_letters_total",
+    "egov_dead_letters_lost_total",
     "egov_outbox_pending",
     "egov_consumer_lag",
     "egov_http_requests_total",

@@ -270,6 +270,7 @@ async def stream_processor(
     consumer = consumer_class(
         name=group,
         consumer=make_consumer(kafka, group, [topic], "bench-review"),
+        topics=[topic],
         pool=pool,
         routes={ApplicationReceived.wire_type(): timed},
         dead_letter_producer=producer,

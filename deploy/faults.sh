@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The fault suite (not part of make test): the four services as processes against a private broker and
+# databases of a slot of its own, a seeded stream of applications, withdrawals, SIGKILLs, SIGSTOPs and
+# poison, then the checks over the log and the databases (tests/faults/driver.py).
+#   deploy/faults.sh [--seed N] [--runs N] [--applications N] [--faults N] [--slot N]
+# Loopback only; it never stops the shared PostgreSQL cluster (postgres.sh start is a no-op when it runs).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+export EGOV_TEST_SLOT="${EGOV_TEST_SLOT:-9}"
+export EGOV_SECRETS_DIR="$SECRETS_DIR"
+export EGOV_TEST_PG_DSN="$(pg_local_dsn egov_admin postgres)"
+
+"$DEPLOY_DIR/bootstrap.sh"
+"$DEPLOY_DIR/postgres.sh" start
+cd "$REPO_DIR"
+exec "$PY" -m tests.faults.driver --slot "$EGOV_TEST_SLOT" "$@"

@@ -1,0 +1,107 @@
+"""What one fault run does, drawn from its seed alone: the applications, the withdrawals, the faults
+and the poison, each at a moment (seconds after the stream starts). Pure, so a seed is replayable:
+the same seed gives the same plan (the processes' own timing still varies from run to run).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FaultKind(StrEnum):
+    KILL = "sigkill"  # SIGKILL, restarted after ``seconds``
+    PAUSE = "sigstop"  # SIGSTOP for ``seconds``, then SIGCONT (past the 6 s session timeout at times)
+
+
+class PoisonKind(StrEnum):
+    GARBAGE = "garbage"  # bytes that are no JSON, on egov.applications.v1
+    NULL_VALUE = "null_value"  # a record with a key and no value, on egov.reviews.v1
+    UNKNOWN_TYPE = "unknown_type"  # a well-formed envelope of a type egov.budget.v1 does not declare
+    WRONG_KEY = "wrong_key"  # a withdrawal keyed by another application's id, on egov.applications.v1
+    NEAR_LIMIT = "near_limit"  # a 1,048,390-byte undecodable record on egov.submissions.v1
+
+
+SERVICES = ("intake", "review", "budget", "notify")
+BROKER = "broker"
+# A run's traffic is roughly this many records per application (received, reviewed, budget, decided,
+# notices, their status-view reads): about 1 % of it is poison.
+RECORDS_PER_APPLICATION = 8
+DEMO_AMOUNT_CENTS = 9_600_000  # what deploy/demo/application.json asks for, in 2027
+
+
+@dataclass(frozen=True)
+class Submission:
+    at: float
+    index: int
+    ags: str
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    index: int  # of the submission, withdrawn once accepted
+    after: float  # seconds after its acceptance
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float
+    kind: FaultKind
+    target: str  # a service or the broker
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Poison:
+    at: float
+    kind: PoisonKind
+
+
+@dataclass(frozen=True)
+class Plan:
+    seed: int
+    submissions: tuple[Submission, ...]
+    withdrawals: tuple[Withdrawal, ...]
+    faults: tuple[Fault, ...]
+    poison: tuple[Poison, ...]
+    pot_cents: int
+
+    @property
+    def duration(self) -> float:
+        moments = [s.at for s in self.submissions] + [f.at + f.seconds for f in self.faults]
+        return max(moments, default=0.0)
+
+
+def make_plan(seed: int, applications: int, faults: int, rate_per_second: float = 4.0) -> Plan:
+    rng = random.Random(seed)
+    span = applications / rate_per_second
+    submissions = tuple(
+        Submission(
+            at=round(rng.uniform(0, span), 3),
+            index=i,
+            ags=f"16{rng.randrange(10**6):06d}",
+        )
+        for i in range(applications)
+    )
+    withdrawn = rng.sample(range(applications), k=max(1, applications // 10))
+    withdrawals = tuple(Withdrawal(i, round(rng.uniform(0, 5), 3)) for i in sorted(withdrawn))
+    # Faults in the busy part of the stream, one target at a time so each has its effect.
+    fault_list = []
+    for _ in range(faults):
+        target = rng.choice((*SERVICES, *SERVICES, BROKER))  # services twice as often as the broker
+        kind = rng.choice(tuple(FaultKind))
+        seconds = round(rng.uniform(1, 4) if target == BROKER else rng.uniform(0.5, 9), 3)
+        fault_list.append(Fault(round(rng.uniform(0.1, span), 3), kind, target, seconds))
+    count = max(len(PoisonKind), applications * RECORDS_PER_APPLICATION // 100)
+    kinds = [*PoisonKind, *(rng.choice(tuple(PoisonKind)) for _ in range(count - len(PoisonKind)))]
+    poison = tuple(Poison(round(rng.uniform(0, span), 3), kind) for kind in kinds)
+    demand = applications * DEMO_AMOUNT_CENTS
+    return Plan(
+        seed=seed,
+        submissions=tuple(sorted(submissions, key=lambda s: s.at)),
+        withdrawals=withdrawals,
+        faults=tuple(sorted(fault_list, key=lambda f: f.at)),
+        poison=tuple(sorted(poison, key=lambda p: p.at)),
+        pot_cents=demand * 6 // 10,  # less than asked for: the waitlist and the line are exercised
+    )
