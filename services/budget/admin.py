@@ -20,7 +20,15 @@ from schemas.events import (
 from schemas.topics import BUDGET_ADMIN
 from services.budget import store
 from services.budget.domain import final_decision
-from services.budget.line import SOURCE, LineSettings, commit_due, decide, release, serve_line
+from services.budget.line import (
+    EVERYTHING_SEEN,
+    SOURCE,
+    LineSettings,
+    commit_due,
+    decide,
+    release,
+    serve_line,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -88,7 +96,7 @@ async def close_fiscal_year(conn: asyncpg.Connection, year: int, actor: str, lin
     envelope, outgoing = admin_event(closed, str(year), actor)
     out = [
         outgoing,
-        *await commit_due(conn, replace(line, commit_after_seconds=0.0)),
+        *await commit_due(conn, replace(line, commit_after_seconds=0.0), seen_until=EVERYTHING_SEEN),
     ]
     for entry in await store.standing_in_line(conn, year):
         app = entry.application

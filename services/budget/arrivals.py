@@ -81,5 +81,6 @@ async def frontier(conn: asyncpg.Pool | asyncpg.Connection, partitions: int) -> 
 
 
 async def everything_arrived(conn: asyncpg.Pool | asyncpg.Connection, partitions: int) -> None:
-    """For tools and tests that feed the line by hand, without a consumer: no place is still to come."""
-    await record_read_to_end(conn, [(p, int(datetime.now(UTC).timestamp() * 1000)) for p in range(partitions)], 0)
+    """For tools and tests that feed the line by hand, without a consumer: nothing is still to come, ever."""
+    never = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    await record_read_to_end(conn, [(p, never) for p in range(partitions)], 0)

@@ -9,6 +9,7 @@ the same money.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from runtime.outbox import Outgoing
@@ -177,10 +178,22 @@ async def release(conn: asyncpg.Connection, app_id: str, reason: str, actor: str
     return out
 
 
-async def commit_due(conn: asyncpg.Connection, line: LineSettings) -> list[Outgoing]:
-    """Issue the grant notice for reservations past their withdrawal window: commit and decide."""
+# For a year's close: commit what is reserved now, whatever may still be on its way.
+EVERYTHING_SEEN = datetime.max.replace(tzinfo=UTC)
+
+
+async def commit_due(
+    conn: asyncpg.Connection, line: LineSettings, *, seen_until: datetime | None = None
+) -> list[Outgoing]:
+    """Issue the grant notice for reservations past their withdrawal window: commit and decide.
+
+    Only once every partition of the applications topic has been read past the reservation
+    (``seen_until``, by default the arrival frontier): a withdrawal the portal sent before budget
+    reserved may still be on its way on another topic than the review, and it must win."""
+    if seen_until is None:
+        seen_until = await arrivals.frontier(conn, line.partitions)
     out: list[Outgoing] = []
-    for entry in await store.due_for_commit(conn, line.commit_after_seconds):
+    for entry in await store.due_for_commit(conn, line.commit_after_seconds, seen_until):
         app = entry.application
         for year, amount in sorted(app.funding.items()):
             await store.commit(conn, app.application_id, year, amount, entry.cause_event_id)

@@ -69,7 +69,7 @@ class LineServer:
         frontier = await arrivals.frontier(self._pool, line.partitions)
         if not (
             await store.has_untold_arrivals(self._pool, frontier)
-            or await store.has_due_commits(self._pool, line.commit_after_seconds)
+            or await store.has_due_commits(self._pool, line.commit_after_seconds, frontier)
         ):
             return False
         async with self._pool.acquire() as conn, conn.transaction():

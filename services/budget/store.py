@@ -197,21 +197,31 @@ async def has_untold_arrivals(conn: asyncpg.Connection | asyncpg.Pool, frontier:
     )
 
 
-async def due_for_commit(conn: asyncpg.Connection, commit_after_seconds: float) -> list[LineEntry]:
+async def due_for_commit(
+    conn: asyncpg.Connection, commit_after_seconds: float, seen_until: datetime | None
+) -> list[LineEntry]:
+    """Reservations past their withdrawal window that the arrival frontier has passed (``seen_until``):
+    a withdrawal published before the reservation has reached budget by then."""
+    if seen_until is None:
+        return []
     rows = await conn.fetch(
         "SELECT * FROM line WHERE status = 'reserved' AND reserved_at <= now() - make_interval(secs => $1)"
-        " ORDER BY reserved_at LIMIT 500",
+        " AND reserved_at < $2 ORDER BY reserved_at LIMIT 500",
         commit_after_seconds,
+        seen_until,
     )
     return [_entry(r) for r in rows]
 
 
-async def has_due_commits(conn: asyncpg.Pool, commit_after_seconds: float) -> bool:
+async def has_due_commits(conn: asyncpg.Pool, commit_after_seconds: float, seen_until: datetime | None) -> bool:
+    if seen_until is None:
+        return False
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM line WHERE status = 'reserved'"
-            " AND reserved_at <= now() - make_interval(secs => $1))",
+            " AND reserved_at <= now() - make_interval(secs => $1) AND reserved_at < $2)",
             commit_after_seconds,
+            seen_until,
         )
     )
 

@@ -62,6 +62,11 @@ async def read_past(pool: asyncpg.Pool, place_ms: int) -> None:
     await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
 
 
+async def read_past_everything(pool: asyncpg.Pool) -> None:
+    await arrivals.everything_arrived(pool, LINE.partitions)
+    await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
+
+
 def payloads(envelopes: list[Envelope], cls: type) -> list:  # type: ignore[type-arg]
     return [e.payload(cls) for e in envelopes if e.is_a(cls)]
 
@@ -115,12 +120,29 @@ async def test_a_manual_case_keeps_its_earmark_for_a_day_and_gets_the_money_its_
     a_day_later = reviewed(1, 80, ready_offset_ms=1)
     a_day_later.data["ready_at"] = (place_time(1) + timedelta(days=1)).isoformat()
     await deliver(pool, a_day_later, LINE)
+    assert (await status_of(pool, 1), await status_of(pool, 2)) == ("reserved", "waiting")
+    # The grant notice once a withdrawal sent before the reservation would have arrived.
+    await read_past_everything(pool)
     assert (await status_of(pool, 1), await status_of(pool, 2)) == ("approved", "waiting")
     out = await staged(pool)
     [reserved] = payloads(out, FundsReserved)
     assert (reserved.application_id, reserved.from_earmark, reserved.amount_cents) == (app_id(1), True, 80)
     [decided] = payloads(out, ApplicationDecided)
     assert (decided.application_id, decided.decision) == (app_id(1), Decision.APPROVED)
+    await assert_invariants(pool)
+
+
+async def test_a_withdrawal_still_on_its_way_when_review_found_it_eligible_wins(pool: asyncpg.Pool) -> None:
+    """Review and withdrawal travel on different topics: the reservation waits for the frontier before
+    the grant notice, so the withdrawal the portal sent first releases the money instead."""
+    await deliver(pool, received(1, 80, place_offset_ms=1), LINE)
+    await read_past(pool, 5)
+    await deliver(pool, reviewed(1, 80, ready_offset_ms=1), LINE)
+    assert await status_of(pool, 1) == "reserved"
+    await deliver(pool, withdrawn(1), LINE)
+    await read_past_everything(pool)
+    assert await status_of(pool, 1) == "withdrawn"
+    assert payloads(await staged(pool), ApplicationDecided) == []
     await assert_invariants(pool)
 
 

@@ -31,7 +31,7 @@ from schemas.envelope import Envelope
 from schemas.events import ReviewOutcome
 from services.budget import admin, arrivals, domain, store
 from services.budget.domain import plan_service
-from services.budget.line import LineSettings, commit_due, serve_line
+from services.budget.line import EVERYTHING_SEEN, LineSettings, commit_due, serve_line
 from tests.integration.budget_support import (
     BASE,
     MIGRATIONS,
@@ -235,7 +235,9 @@ class BudgetMachine(RuleBasedStateMachine):
         async def commit_all() -> None:
             async with Harness.pool.acquire() as conn, conn.transaction():
                 await store.lock_line(conn)
-                await commit_due(conn, LineSettings(LINE.policy, 0, 0, LINE.year_close_policy))
+                await commit_due(
+                    conn, LineSettings(LINE.policy, 0, 0, LINE.year_close_policy), seen_until=EVERYTHING_SEEN
+                )
 
         Harness.run(commit_all())
 
