@@ -132,7 +132,7 @@ async def service_database(admin_dsn: str, database: str) -> ServiceDatabase:
         # harness read every table through the admin DSN.
         if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", owner):
             await conn.execute(f'GRANT "{owner}" TO CURRENT_USER')
-        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await drop_database(conn, database)
         await conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
         await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
         await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{runtime}"')
@@ -141,10 +141,23 @@ async def service_database(admin_dsn: str, database: str) -> ServiceDatabase:
     return ServiceDatabase(dsn_for(admin_dsn, database, role=runtime), dsn_for(admin_dsn, database, role=owner))
 
 
+async def drop_database(conn: asyncpg.Connection, database: str) -> None:
+    """Drop, waiting out a previous test's sessions that are still closing: the admin login (no superuser)
+    may not terminate sessions of the roles it made, so FORCE alone can be refused for a moment."""
+    for attempt in range(50):
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def fresh_database(admin_dsn: str, database: str) -> str:
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await drop_database(conn, database)
         await conn.execute(f'CREATE DATABASE "{database}"')
     finally:
         await conn.close()
