@@ -364,7 +364,7 @@ async def notification_events(kafka: KafkaAccess, notices: set[str], want: Calla
     def ours(seen: list[Envelope]) -> list[Envelope]:
         return [e for e in seen if e.data.get("notice_id") in notices]
 
-    return ours(await read_topic(kafka, NOTIFICATIONS, lambda seen: want(ours(seen)), timeout=30))
+    return ours(await read_topic(kafka, NOTIFICATIONS, lambda seen: want(ours(seen)), timeout=90))
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
