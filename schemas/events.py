@@ -15,6 +15,15 @@ from schemas.application import Cents, Contract, FiscalYear, FundingApplication,
 from schemas.envelope import Event
 
 ApplicationId = Annotated[str, Field(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
+# One definition for every event that records an application's place in line.
+PlaceAt = Annotated[
+    AwareDatetime | None,
+    Field(
+        description="The application's place in line: its complete time (the receipt time of a complete"
+        " application, or when the last requested document arrived). The line is ordered by it, then by"
+        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
+    ),
+]
 
 
 class ProblemItem(Contract):
@@ -48,12 +57,7 @@ class ApplicationReceived(Event):
     submission_id: str | None = Field(
         default=None, description="The portal's submission id, when the application came from the submissions topic"
     )
-    place_at: AwareDatetime | None = Field(
-        default=None,
-        description="The application's place in line: its complete time (the receipt time of a complete"
-        " application, or when the last requested document arrived). The line is ordered by it, then by"
-        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
-    )
+    place_at: PlaceAt = None
 
 
 class ApplicationRejected(Event):
@@ -99,12 +103,7 @@ class ApplicationReviewed(Event):
     funding: list[FundingYear]
     received_at: AwareDatetime
     ready_at: AwareDatetime = Field(description="When review finished; processing time, it orders nothing")
-    place_at: AwareDatetime | None = Field(
-        default=None,
-        description="The application's place in line: its complete time (the receipt time of a complete"
-        " application, or when the last requested document arrived). The line is ordered by it, then by"
-        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
-    )
+    place_at: PlaceAt = None
 
 
 class DocumentsRequested(Event):
@@ -185,12 +184,7 @@ class FundsReserved(Event):
     fiscal_year: FiscalYear
     amount_cents: PositiveCents
     ready_at: AwareDatetime = Field(description="The place time (kept for consumers of the first version)")
-    place_at: AwareDatetime | None = Field(
-        default=None,
-        description="The application's place in line: its complete time (the receipt time of a complete"
-        " application, or when the last requested document arrived). The line is ordered by it, then by"
-        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
-    )
+    place_at: PlaceAt = None
     from_earmark: bool = Field(
         default=False,
         description="The money was earmarked for this application before: it moves from earmarked to reserved,"
@@ -223,12 +217,7 @@ class ApplicationWaitlisted(Event):
     reason: WaitlistReason
     amount_cents: PositiveCents
     ready_at: AwareDatetime = Field(description="The place time (kept for consumers of the first version)")
-    place_at: AwareDatetime | None = Field(
-        default=None,
-        description="The application's place in line: its complete time (the receipt time of a complete"
-        " application, or when the last requested document arrived). The line is ordered by it, then by"
-        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
-    )
+    place_at: PlaceAt = None
     in_review: bool = Field(default=False, description="Review has not finished: the place is held meanwhile")
 
 
