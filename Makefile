@@ -2,6 +2,10 @@
 .PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench faults clean
 
 VENV := .venv/bin
+HTTP_SERVICES := intake review budget
+OPENAPI_DOCS := $(foreach service,$(HTTP_SERVICES),schemas/openapi/$(service).json)
+# Telemetry off and no update notice: make check must not phone home.
+REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true tools/redocly/node_modules/.bin/redocly
 
 bootstrap:
 	@deploy/bootstrap.sh
@@ -47,6 +51,9 @@ check: venv
 	$(VENV)/lint-imports
 	$(VENV)/python -m schemas.generate --check
 	$(VENV)/python -m schemas.compat
+	@for service in $(HTTP_SERVICES); do $(VENV)/python -m services.$$service.openapi --check || exit 1; done
+	$(REDOCLY) lint --config tools/redocly/redocly.yaml --max-problems 50 $(OPENAPI_DOCS)
+	$(VENV)/python -m schemas.http_compat
 
 format: venv
 	$(VENV)/ruff format .
@@ -54,6 +61,7 @@ format: venv
 
 schemas: venv
 	$(VENV)/python -m schemas.generate
+	@for service in $(HTTP_SERVICES); do $(VENV)/python -m services.$$service.openapi || exit 1; done
 
 bench: bootstrap
 	@deploy/test.sh bench

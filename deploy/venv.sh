@@ -20,3 +20,13 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/pip" install -q --no-deps -e "$REPO_DIR"
   rm -f "$VENV"/.installed-* && touch "$stamp"
 fi
+
+# The OpenAPI linter for make check (@redocly/cli, pinned with its whole tree in tools/redocly/package-lock.json).
+REDOCLY_DIR="$REPO_DIR/tools/redocly"
+redocly_stamp="$REDOCLY_DIR/node_modules/.installed-$(sha256sum "$REDOCLY_DIR/package-lock.json" | cut -c1-16)"
+if [ ! -f "$redocly_stamp" ]; then
+  command -v npm >/dev/null || apt_install nodejs npm
+  log "installing @redocly/cli from tools/redocly/package-lock.json"
+  npm ci --prefix "$REDOCLY_DIR" --no-audit --no-fund --ignore-scripts --loglevel=error
+  rm -f "$REDOCLY_DIR"/node_modules/.installed-* && touch "$redocly_stamp"
+fi

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from runtime.db import TRANSIENT_ERRORS
@@ -26,6 +27,21 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://egov.thueringen.de/problems/"
 DATABASE_RETRY_AFTER_SECONDS = "5"
+
+
+class ProblemDocument(BaseModel):
+    """The body of every error answer (the OpenAPI documents' shared ``Problem`` schema). Open to
+    RFC 9457 extension members, e.g. the ``application_id`` of intake's ``broker.outcome_unknown``."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(description="A URI naming the problem type")
+    title: str
+    status: int = Field(ge=400, le=599)
+    code: str = Field(description="Stable, machine-readable code, e.g. application.invalid")
+    detail: str | None = None
+    instance: str | None = Field(default=None, description="The request path")
+    errors: list[ProblemItem] | None = Field(default=None, description="For invalid input: every error")
 
 
 class Problem(Exception):

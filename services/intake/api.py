@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
+from runtime.openapi import LOCATION, serve
 from runtime.problems import Problem, install_problem_handlers
 from schemas.events import ProblemItem
 from services.intake import store
@@ -28,12 +29,11 @@ from services.intake.models import (
     ApplicationPage,
     ApplicationState,
     ApplicationStatus,
-    ProblemDetails,
     Receipt,
     Withdrawal,
     WithdrawalRequest,
 )
-from services.intake.openapi import complete
+from services.intake.openapi import DESCRIPTION
 from services.intake.policy import PortalAccess
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
@@ -118,7 +118,7 @@ COMMON_PROBLEMS = {
 def problems(more: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses: each error status documented as problem details."""
     described = {**COMMON_PROBLEMS, **(more or {})}
-    return {status: {"model": ProblemDetails, "description": text} for status, text in sorted(described.items())}
+    return {status: {"description": text} for status, text in sorted(described.items())}
 
 
 def build_api(intake: Intake) -> FastAPI:
@@ -139,8 +139,13 @@ def build_api(intake: Intake) -> FastAPI:
         "/v1/applications",
         status_code=202,
         summary="Submit a funding application",
+        tags=["applications"],
         responses={
-            202: {"model": Receipt, "description": "Received: the broker acknowledged the application"},
+            202: {
+                "model": Receipt,
+                "description": "Received: the broker acknowledged the application",
+                "headers": LOCATION,
+            },
             **problems(
                 {
                     403: "The portal may not submit for this applicant",
@@ -193,6 +198,7 @@ def build_api(intake: Intake) -> FastAPI:
     @app.get(
         "/v1/applications",
         summary="The portal's own applications, oldest first",
+        tags=["applications"],
         responses=problems({400: "The cursor is not one this API handed out"}),
     )
     async def list_applications(
@@ -213,6 +219,7 @@ def build_api(intake: Intake) -> FastAPI:
     @app.get(
         "/v1/applications/{application_id}",
         summary="Status and timeline of one application",
+        tags=["applications"],
         responses=problems({404: NOT_FOUND}),
     )
     async def status_of(application_id: str, portal: Portal) -> ApplicationStatus:
@@ -227,6 +234,7 @@ def build_api(intake: Intake) -> FastAPI:
         "/v1/applications/{application_id}/withdrawal",
         status_code=202,
         summary="Withdraw an application (allowed until it is decided)",
+        tags=["applications"],
         responses={
             202: {"model": Withdrawal, "description": "Withdrawn: the broker acknowledged the withdrawal"},
             **problems(
@@ -255,5 +263,5 @@ def build_api(intake: Intake) -> FastAPI:
         answer = await intake.withdrawals.withdraw(portal, application_id, reason)
         return JSONResponse(answer, status_code=202)
 
-    app.openapi = lambda: complete(app)  # type: ignore[method-assign]
+    serve(app, DESCRIPTION)
     return app

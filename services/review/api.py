@@ -8,15 +8,21 @@ naming the caseworker, staged in the same transaction as the case's new state.
 
 # No ``from __future__ import annotations``: FastAPI must see the route-local ``Caseworker`` dependency.
 import json
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import Depends, FastAPI, Header, Path, Query
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.commands import Command, CommandRunner
-from runtime.credentials import bearer_token
+from runtime.idempotency import Answer, IdempotencyKey, fingerprint, once
+from runtime.openapi import ApiDescription, Responses, serve
+from runtime.outbox import Outgoing
 from runtime.problems import bearer_required, install_problem_handlers
 from schemas.application import FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
@@ -27,6 +33,16 @@ from services.review.caseworker_commands import Done
 REALM = "egov-review"
 ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
 DocumentKind = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
+DESCRIPTION = ApiDescription("review", 8002, {"cases": "The caseworker queue: cases that need a person"})
+NOT_FOUND: Responses = {404: {"description": "`case.not_found`: no case needs a person for this application"}}
+ACTION_REFUSED: Responses = {
+    **NOT_FOUND,
+    403: {"description": "`review.four_eyes_same_caseworker`: a second, different caseworker must confirm"},
+    409: {
+        "description": "`case.already_decided`, `case.no_proposal`, or `idempotency.key_reused`: "
+        "the Idempotency-Key was used for another request"
+    },
+}
 
 
 class CaseSummary(BaseModel):
@@ -126,23 +142,34 @@ def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
 
 def build_api(pool: asyncpg.Pool, commands: CommandRunner) -> FastAPI:
     """``pool`` for reads and tokens; ``commands`` runs each caseworker action in its one transaction."""
-    app = FastAPI(title="Thüringen E-Government funding: review and caseworker queue", version="1.0.0")
+    app = FastAPI(
+        title="Thüringen E-Government funding: review and caseworker queue",
+        version="1.0.0",
+        description="Caseworkers decide the cases the automatic review could not, with a written justification.",
+    )
     install_problem_handlers(app)
+    bearer = HTTPBearer(auto_error=False, description="A caseworker's token, issued by `services.review.caseworkers`")
 
-    async def caseworker(authorization: Annotated[str | None, Header()] = None) -> str:
-        token = bearer_token(authorization)
-        principal = await store.caseworker_for_token(pool, token) if token else None
+    async def caseworker(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        principal = await store.caseworker_for_token(pool, credentials.credentials) if credentials else None
         if principal is None:
             raise bearer_required(REALM, "A valid caseworker token is required")
         return principal
 
     Caseworker = Annotated[str, Depends(caseworker)]
 
-    async def run(command: Command[Done]) -> ActionResult:
-        done = await commands.run(command)
-        return ActionResult(application_id=done.application_id, status=done.status, event_id=done.event_id)
+    async def run(
+        command: Command[Done], request: Request, actor: str, key: str | None, body: BaseModel | None = None
+    ) -> JSONResponse:
+        async def answered(conn: asyncpg.Connection) -> tuple[Answer, Sequence[Outgoing]]:
+            done, outgoing = await command(conn)
+            result = ActionResult(application_id=done.application_id, status=done.status, event_id=done.event_id)
+            return Answer(200, result.model_dump(mode="json")), outgoing
 
-    @app.get("/v1/cases", summary="Cases that need a person, oldest receipt first")
+        request_print = fingerprint(request.method, request.url.path, body)
+        return (await commands.run(once(answered, actor, key, request_print))).response()
+
+    @app.get("/v1/cases", summary="Cases that need a person, oldest receipt first", tags=["cases"])
     async def list_cases(
         _: Caseworker,
         status: Annotated[list[CaseStatus] | None, Query(description="Default: open and proposed")] = None,
@@ -151,7 +178,12 @@ def build_api(pool: asyncpg.Pool, commands: CommandRunner) -> FastAPI:
         rows = await store.queue(pool, list(status or AWAITING_A_PERSON), limit)
         return CaseQueue(cases=[CaseSummary(**_summary(r)) for r in rows])
 
-    @app.get("/v1/cases/{application_id}", summary="One case with its automatic findings and history")
+    @app.get(
+        "/v1/cases/{application_id}",
+        summary="One case with its automatic findings and history",
+        tags=["cases"],
+        responses=NOT_FOUND,
+    )
     async def show_case(application_id: ApplicationId, _: Caseworker) -> CaseView:
         async with pool.acquire() as conn:
             row = await store.case_row(conn, application_id)
@@ -160,22 +192,54 @@ def build_api(pool: asyncpg.Pool, commands: CommandRunner) -> FastAPI:
             return _view(row, await store.actions(conn, application_id))
 
     @app.post(
-        "/v1/cases/{application_id}/decision", summary="Decide eligible or ineligible (a proposal above the threshold)"
+        "/v1/cases/{application_id}/decision",
+        summary="Decide eligible or ineligible (a proposal above the threshold)",
+        tags=["cases"],
+        response_model=ActionResult,
+        responses=ACTION_REFUSED,
     )
-    async def decide(application_id: ApplicationId, body: DecisionRequest, actor: Caseworker) -> ActionResult:
+    async def decide(
+        application_id: ApplicationId,
+        body: DecisionRequest,
+        actor: Caseworker,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
         decision = Decision(ReviewOutcome(body.outcome), body.justification, actor, body.early_start_permitted)
-        return await run(lambda conn: caseworker_commands.decide(conn, application_id, decision))
+        command = partial(caseworker_commands.decide, application_id=application_id, decision=decision)
+        return await run(command, request, actor, idempotency_key, body)
 
-    @app.post("/v1/cases/{application_id}/confirmation", summary="Confirm a colleague's proposal (four eyes)")
-    async def confirm(application_id: ApplicationId, actor: Caseworker) -> ActionResult:
-        return await run(lambda conn: caseworker_commands.confirm(conn, application_id, actor))
+    @app.post(
+        "/v1/cases/{application_id}/confirmation",
+        summary="Confirm a colleague's proposal (four eyes)",
+        tags=["cases"],
+        response_model=ActionResult,
+        responses=ACTION_REFUSED,
+    )
+    async def confirm(
+        application_id: ApplicationId, actor: Caseworker, request: Request, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        command = partial(caseworker_commands.confirm, application_id=application_id, caseworker=actor)
+        return await run(command, request, actor, idempotency_key)
 
-    @app.post("/v1/cases/{application_id}/document-requests", summary="Ask for missing documents; the case waits")
+    @app.post(
+        "/v1/cases/{application_id}/document-requests",
+        summary="Ask for missing documents; the case waits",
+        tags=["cases"],
+        response_model=ActionResult,
+        responses=ACTION_REFUSED,
+    )
     async def request_documents(
-        application_id: ApplicationId, body: DocumentsRequest, actor: Caseworker
-    ) -> ActionResult:
-        return await run(
-            lambda conn: caseworker_commands.request_documents(conn, application_id, actor, body.documents, body.note)
-        )
+        application_id: ApplicationId,
+        body: DocumentsRequest,
+        actor: Caseworker,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        async def command(conn: asyncpg.Connection) -> tuple[Done, list[Outgoing]]:
+            return await caseworker_commands.request_documents(conn, application_id, actor, body.documents, body.note)
 
+        return await run(command, request, actor, idempotency_key, body)
+
+    serve(app, DESCRIPTION)
     return app
