@@ -103,6 +103,8 @@ def complete_responses(operation: dict[str, Any]) -> None:
         responses.setdefault("422", {"description": "Invalid parameters or body: every error, with a JSON pointer"})
         if responses["422"].get("description") == "Validation Error":
             responses["422"]["description"] = "Invalid parameters or body: every error, with a JSON pointer"
+    if operation.get("requestBody"):
+        responses.setdefault("400", {"description": "`request.bad`: the body could not be parsed as JSON"})
     for status, (text, headers) in SHARED_PROBLEMS.items():
         responses.setdefault(status, {"description": text}).setdefault("headers", dict(headers))
     for status, response in responses.items():
