@@ -177,6 +177,7 @@ def build_api(intake: Intake) -> FastAPI:
         idempotency_key: Annotated[
             str | None,
             Header(
+                alias="Idempotency-Key",
                 min_length=1,
                 max_length=200,
                 description="Same key and same body: the original answer. Same key, other body: 409. "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -62,7 +63,7 @@ CHECKS = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def tokens(pg_admin_dsn: str, log_dir: Path, scratch_kafka: KafkaAccess) -> AsyncIterator[dict[str, str]]:
     databases = {name: await service_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_{name}_fuzz") for name in SERVICES}
     processes = ServiceProcesses(
@@ -129,6 +130,23 @@ class Target:
                 self.failures.append(f"{label}: {failure}")
 
         call()
+
+
+async def test_an_admin_action_repeated_with_its_idempotency_key_is_answered_once(tokens: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{PORTS['budget']}/v1/fiscal-years"
+    auth = {"Authorization": f"Bearer {tokens['budget']}", "Content-Type": "application/json"}
+    keyed = {**auth, "Idempotency-Key": "open-2031"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        first = await http.post(url, content='{"fiscal_year": 2031, "pot_cents": 500}', headers=keyed)
+        # Another key order and spacing is the same request: the first answer, and nothing opened twice.
+        again = await http.post(url, content='{"pot_cents":500,"fiscal_year":2031}', headers=keyed)
+        unkeyed = await http.post(url, content='{"fiscal_year": 2031, "pot_cents": 500}', headers=auth)
+        other = await http.post(url, content='{"fiscal_year": 2031, "pot_cents": 501}', headers=keyed)
+    assert (first.status_code, again.status_code) == (201, 201), first.text
+    assert first.json() == again.json() == {"fiscal_year": 2031, "pot_cents": 500}
+    assert (unkeyed.status_code, unkeyed.json()["code"]) == (409, "fiscal_year.already_open")
+    assert (other.status_code, other.json()["code"]) == (409, "idempotency.key_reused")
+    assert other.headers["content-type"] == "application/problem+json"
 
 
 async def test_every_answer_is_declared_by_its_document_and_none_is_a_server_error(tokens: dict[str, str]) -> None:
