@@ -44,8 +44,8 @@ from runtime.metrics import (
     Committed,
     nothing_counted,
 )
-from runtime.outbox import OutboxRelay, Outgoing, stage, traced
-from runtime.tracing import consuming
+from runtime.outbox import OutboxRelay, Outgoing, remember_traces, stage, traced
+from runtime.tracing import TRACEPARENT, consuming, within_record
 from schemas.envelope import Envelope
 from schemas.topics import EVENT_TYPES
 
@@ -122,6 +122,17 @@ def continued(consumer: str, envelope: Envelope) -> contextlib.AbstractContextMa
     )
 
 
+def traces_of(envelopes: Sequence[Envelope]) -> list[tuple[str, str]]:
+    """(event id, traceparent) of the consumed envelopes whose records carried one."""
+    traces = []
+    for envelope in envelopes:
+        wire = wire_of(envelope)
+        parent = dict(wire.headers).get(TRACEPARENT) if wire else None
+        if parent:
+            traces.append((envelope.id, parent.decode("ascii", "replace")))
+    return traces
+
+
 async def handle_once(
     pool: asyncpg.Pool, consumer: str, handler: Handler, envelope: Envelope, committed: Committed = nothing_counted
 ) -> str:
@@ -137,6 +148,7 @@ async def handle_once(
             return "duplicate"
         with continued(consumer, envelope):
             outgoing = traced(await handler(conn, envelope))
+        await remember_traces(conn, traces_of([envelope]))
         await stage(conn, outgoing)
     committed(outgoing)
     return "handled"
@@ -168,6 +180,7 @@ async def handle_batch(
                 outgoing.extend(traced(await handler(conn, envelope)))
             HANDLER_SECONDS.labels(envelope.type).observe(time.perf_counter() - started)
             outcomes.append("handled")
+        await remember_traces(conn, traces_of([e for e, _ in items]))
         await stage(conn, outgoing)  # one round trip for the whole batch's events, in order
     return outcomes, outgoing
 
@@ -331,8 +344,9 @@ class TransactionalConsumer:
         self._log_outcome(envelope, outcome)
 
     def _log_outcome(self, envelope: Envelope, outcome: str) -> None:
-        """One INFO line per routed event: which application, which event, what came of it."""
-        with correlated(envelope.correlationid, envelope.id):
+        """One INFO line per routed event: which application, which event, what came of it, in which trace."""
+        wire = wire_of(envelope)
+        with correlated(envelope.correlationid, envelope.id), within_record(wire.headers if wire else ()):
             log.info(
                 "event %s",
                 outcome,

@@ -51,13 +51,34 @@ def traced(events: Sequence[Outgoing]) -> list[Outgoing]:
 async def stage(conn: asyncpg.Connection, events: Sequence[Outgoing]) -> None:
     if not events:
         return
+    events = await _caused_traces(conn, traced(events))
     await conn.executemany(
         "INSERT INTO outbox (topic, key, event_type, event_id, value, traceparent) VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            (e.topic.name, e.key, e.envelope.type, e.envelope.id, e.envelope.to_bytes(), e.traceparent)
-            for e in traced(events)
-        ],
+        [(e.topic.name, e.key, e.envelope.type, e.envelope.id, e.envelope.to_bytes(), e.traceparent) for e in events],
     )
+
+
+async def remember_traces(conn: asyncpg.Connection, traces: Sequence[tuple[str, str]]) -> None:
+    """(event id, traceparent) of handled events, for what is staged later on their account."""
+    if traces:
+        await conn.execute(
+            "INSERT INTO event_traces (event_id, traceparent) SELECT * FROM unnest($1::text[], $2::text[])"
+            " ON CONFLICT DO NOTHING",
+            [event_id for event_id, _ in traces],
+            [traceparent for _, traceparent in traces],
+        )
+
+
+async def _caused_traces(conn: asyncpg.Connection, events: list[Outgoing]) -> list[Outgoing]:
+    """Events staged outside any span (a loop deciding later) continue the trace of their cause."""
+    causes = {e.envelope.causationid for e in events if e.traceparent is None and e.envelope.causationid}
+    if not causes:
+        return events
+    rows = await conn.fetch("SELECT event_id, traceparent FROM event_traces WHERE event_id = ANY($1::text[])", causes)
+    known = {r["event_id"]: r["traceparent"] for r in rows}
+    return [
+        replace(e, traceparent=known.get(e.envelope.causationid or "")) if e.traceparent is None else e for e in events
+    ]
 
 
 class OutboxRelay:

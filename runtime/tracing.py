@@ -17,6 +17,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -95,6 +96,17 @@ def consuming(
         },
     ) as span:
         yield span
+
+
+@contextlib.contextmanager
+def within_record(headers: Iterable[tuple[str, bytes | None]]) -> Iterator[None]:
+    """The record's trace as the current context, without a span of its own: for lines logged about
+    the record after its handling span has ended."""
+    token = otel_context.attach(record_context(headers))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def ids() -> tuple[str, str] | None:

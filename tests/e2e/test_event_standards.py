@@ -138,7 +138,7 @@ async def test_live_events_meet_cloudevents_json_schema_and_carry_one_trace(
     } <= seen_types
 
     # One trace: every record of the application, on every topic it crossed, names the portal's trace.
-    for topic in (APPLICATIONS, REVIEWS, BUDGET, DECISIONS):
+    for topic in (APPLICATIONS, REVIEWS, BUDGET, DECISIONS, NOTIFICATIONS):
         assert traced.get(topic.name) == {trace_id}, f"{topic.name}: {traced.get(topic.name)}"
 
     lines = {name: log_lines(log_dir / f"{name}.log") for name in ("intake", "review", "budget", "notify")}
