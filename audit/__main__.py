@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,9 +55,37 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+class ProgressLine:
+    """Progress of a long scan on stderr, every few seconds; a scan shorter than that prints nothing,
+    and stdout keeps only the answer (tables or JSON), so a pipe into jq still works."""
+
+    def __init__(self, every_seconds: float = 2.0) -> None:
+        self.every = every_seconds
+        self.started = time.monotonic()
+        self.last = self.started
+        self.printed = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        share = f" ({100 * done // total}%)" if total else ""
+        print(f"audit: read {done:,} of {total:,} records{share}, {now - self.started:.0f}s", file=sys.stderr)
+        self.printed = True
+
+    def finish(self, read: LogRead) -> None:
+        if self.printed:
+            seconds = time.monotonic() - self.started
+            print(f"audit: read {len(read.envelopes):,} events in {seconds:.0f}s", file=sys.stderr)
+
+
 async def read_within(kafka: KafkaAccess, seconds: float) -> LogRead:
+    progress = ProgressLine()
     async with asyncio.timeout(seconds):
-        return await read_log(kafka)
+        read = await read_log(kafka, progress=progress)
+    progress.finish(read)
+    return read
 
 
 def emit(data: Any, text: str, as_json: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,14 @@ from schemas.topics import DOMAIN_TOPICS, Topic
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+# Told how many records are read so far and how many there are to read (an upper bound: control
+# records of transactions count in the offsets but are never delivered).
+Progress = Callable[[int, int], None]
+
+
+def _silent(done: int, total: int) -> None:
+    return None
+
 
 @dataclass
 class LogRead:
@@ -25,9 +34,11 @@ class LogRead:
     unreadable: list[str] = field(default_factory=list)
 
 
-async def read_log(kafka: KafkaAccess, topics: Iterable[Topic] = DOMAIN_TOPICS) -> LogRead:
+async def read_log(
+    kafka: KafkaAccess, topics: Iterable[Topic] = DOMAIN_TOPICS, progress: Progress = _silent
+) -> LogRead:
     """Everything on the topics up to now. Events written while reading are left for the next run.
-    Callers bound the time with ``asyncio.timeout``."""
+    Callers bound the time with ``asyncio.timeout``; ``progress`` hears after every fetch."""
     topics = tuple(topics)
     partitions = await partitions_of(kafka, [t.name for t in topics])
     consumer = make_reader(kafka, "egov-audit")
@@ -38,7 +49,8 @@ async def read_log(kafka: KafkaAccess, topics: Iterable[Topic] = DOMAIN_TOPICS) 
         pending = {tp: ends[tp] for tp in partitions if ends[tp] > starts[tp]}
         if pending:
             await consumer.seek_to_beginning(*pending)
-        return await _read_until(consumer, pending, {t.name: t for t in topics})
+        total = sum(end - starts[tp] for tp, end in pending.items())
+        return await _read_until(consumer, pending, {t.name: t for t in topics}, lambda done: progress(done, total))
     finally:
         await consumer.stop()
 
@@ -60,19 +72,27 @@ async def partitions_of(kafka: KafkaAccess, names: list[str]) -> list[TopicParti
     )
 
 
-async def _read_until(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], topics: dict[str, Topic]) -> LogRead:
+async def _read_until(
+    consumer: AIOKafkaConsumer,
+    ends: dict[TopicPartition, int],
+    topics: dict[str, Topic],
+    progress: Callable[[int], None],
+) -> LogRead:
     """Fetch until every partition's records up to its end offset are in, judged by the offsets of
     the records received."""
     read = LogRead()
     pending = dict(ends)
+    done = 0
     while pending:
         batch = await consumer.getmany(*pending, timeout_ms=500)
         for tp, records in batch.items():
             for record in records:
                 if record.offset < ends[tp]:
+                    done += 1
                     decode_into(read, topics[tp.topic], f"{tp.topic}/{tp.partition}/{record.offset}", record.value)
             if records and records[-1].offset + 1 >= ends[tp]:
                 pending.pop(tp, None)
+        progress(done)
         if not batch:  # nothing buffered: a partition ending in control records is read when positioned past them
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:

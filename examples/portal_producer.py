@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from runtime.kafka import KafkaAccess, make_producer
+from runtime.kafka import KafkaAccess, headers_of, make_producer
 from schemas.envelope import Envelope
 from schemas.events import SubmitApplication
 from schemas.topics import SUBMISSIONS
@@ -81,11 +81,8 @@ def submission(portal_id: str, submission_id: str, application: dict[str, object
 
 async def publish(kafka: KafkaAccess, envelope: Envelope, secrets: list[str]) -> str:
     value = envelope.to_bytes()  # sign exactly these bytes, and send exactly these bytes
-    headers = [
-        ("ce_type", envelope.type.encode()),
-        ("ce_id", envelope.id.encode()),
-        *signature_headers(secrets, envelope.id, value),
-    ]
+    # The CloudEvents structured-mode headers every topic carries (content-type, ce_type, ce_id).
+    headers = [*headers_of(envelope), *signature_headers(secrets, envelope.id, value)]
     producer = make_producer(kafka, f"portal-{envelope.data['portal_id']}")
     await producer.start()
     try:

@@ -44,11 +44,14 @@ from runtime.metrics import (
     Committed,
     nothing_counted,
 )
-from runtime.outbox import OutboxRelay, Outgoing, stage
+from runtime.outbox import OutboxRelay, Outgoing, remember_traces, stage, traced
+from runtime.tracing import TRACEPARENT, consuming, within_record
 from schemas.envelope import Envelope
 from schemas.topics import EVENT_TYPES
 
 if TYPE_CHECKING:
+    import contextlib
+
     from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,29 @@ def type_label(event_type: str) -> str:
     return event_type if event_type in EVENT_TYPES else "unknown"
 
 
+def continued(consumer: str, envelope: Envelope) -> contextlib.AbstractContextManager[object]:
+    """The span of handling this event, continuing the trace its record's ``traceparent`` names."""
+    wire = wire_of(envelope)
+    return consuming(
+        wire.headers if wire else (),
+        consumer=consumer,
+        topic=wire.topic if wire else None,
+        event_type=type_label(envelope.type),
+        event_id=envelope.id,
+    )
+
+
+def traces_of(envelopes: Sequence[Envelope]) -> list[tuple[str, str]]:
+    """(event id, traceparent) of the consumed envelopes whose records carried one."""
+    traces = []
+    for envelope in envelopes:
+        wire = wire_of(envelope)
+        parent = dict(wire.headers).get(TRACEPARENT) if wire else None
+        if parent:
+            traces.append((envelope.id, parent.decode("ascii", "replace")))
+    return traces
+
+
 async def handle_once(
     pool: asyncpg.Pool, consumer: str, handler: Handler, envelope: Envelope, committed: Committed = nothing_counted
 ) -> str:
@@ -120,7 +146,9 @@ async def handle_once(
         )
         if not first_time:
             return "duplicate"
-        outgoing = await handler(conn, envelope)
+        with continued(consumer, envelope):
+            outgoing = traced(await handler(conn, envelope))
+        await remember_traces(conn, traces_of([envelope]))
         await stage(conn, outgoing)
     committed(outgoing)
     return "handled"
@@ -148,10 +176,11 @@ async def handle_batch(
                 continue
             fresh.discard(envelope.id)  # a second copy in the same batch is a duplicate too
             started = time.perf_counter()
-            with correlated(envelope.correlationid):
-                outgoing.extend(await handler(conn, envelope))
+            with correlated(envelope.correlationid, envelope.id), continued(consumer, envelope):
+                outgoing.extend(traced(await handler(conn, envelope)))
             HANDLER_SECONDS.labels(envelope.type).observe(time.perf_counter() - started)
             outcomes.append("handled")
+        await remember_traces(conn, traces_of([e for e, _ in items]))
         await stage(conn, outgoing)  # one round trip for the whole batch's events, in order
     return outcomes, outgoing
 
@@ -306,11 +335,23 @@ class TransactionalConsumer:
             self._committed(outgoing)
             for (record, envelope, _), outcome in zip(chunk, outcomes, strict=True):
                 EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
+                self._log_outcome(envelope, outcome)
 
     async def _process(self, record: ConsumerRecord[Any, Any], envelope: Envelope, handler: Handler) -> None:
-        with correlated(envelope.correlationid):
+        with correlated(envelope.correlationid, envelope.id):
             outcome = await self._handle(handler, envelope, record)
         EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
+        self._log_outcome(envelope, outcome)
+
+    def _log_outcome(self, envelope: Envelope, outcome: str) -> None:
+        """One INFO line per routed event: which application, which event, what came of it, in which trace."""
+        wire = wire_of(envelope)
+        with correlated(envelope.correlationid, envelope.id), within_record(wire.headers if wire else ()):
+            log.info(
+                "event %s",
+                outcome,
+                extra={"event_type": type_label(envelope.type), "outcome": outcome, "consumer": self.name},
+            )
 
     async def _handle(self, handler: Handler, envelope: Envelope, record: ConsumerRecord[Any, Any]) -> str:
         failures = 0
@@ -358,6 +399,10 @@ class TransactionalConsumer:
             EVENTS_CONSUMED.labels(record.topic, label, "ignored").inc()
             return
         EVENTS_CONSUMED.labels(record.topic, label, "unknown_type").inc()
+        with correlated(envelope.correlationid[:200], envelope.id[:200]):
+            self._warn_unknown(record, envelope)
+
+    def _warn_unknown(self, record: ConsumerRecord[Any, Any], envelope: Envelope) -> None:
         log.warning(
             "event of a type its topic does not declare, skipped",
             extra={

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.accesslog import AccessLog
 from runtime.guards import AuthFailureThrottle, SecurityHeaders
 from runtime.http_protocol import deadline_protocol
 from runtime.metrics import HTTP_REQUESTS, HTTP_SECONDS
@@ -43,6 +44,7 @@ def add_operational_routes(app: FastAPI, checks: Mapping[str, ReadinessCheck]) -
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestMetrics)
+    app.add_middleware(AccessLog)  # outermost: every answer, the throttle's 429s too, is logged and traced
 
 
 UNOBSERVED = frozenset({"/metrics", "/health", "/ready"})

@@ -17,6 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import SecretStr
 
+from runtime.tracing import TRACEPARENT, current_traceparent
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -148,9 +150,24 @@ def consumer_group(service: str, prefix: str, name: str) -> str:
     return f"{service}-{prefix}{name}"
 
 
+# CloudEvents Kafka protocol binding, structured content mode: the record value is the whole envelope
+# in the JSON event format, and this header says so. Binary mode would move the attributes into headers
+# and leave only ``data`` as the value, which every consumer (and every record already written) reads
+# differently; structured mode is what the topics always carried, now declared.
+CONTENT_TYPE = "content-type"
+STRUCTURED_JSON = b"application/cloudevents+json; charset=UTF-8"
+
+
+def event_headers(event_type: str, event_id: str, traceparent: str | None = None) -> list[tuple[str, bytes]]:
+    """The headers every event record carries: the content mode, ``ce_type``/``ce_id`` so a consumer can
+    route without decoding the value, and the W3C ``traceparent`` of the span that caused the event."""
+    headers = [(CONTENT_TYPE, STRUCTURED_JSON), ("ce_type", event_type.encode()), ("ce_id", event_id.encode())]
+    return headers if traceparent is None else [*headers, (TRACEPARENT, traceparent.encode())]
+
+
 def headers_of(envelope: Envelope) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode hints, so a consumer can route without decoding the body."""
-    return [("ce_type", envelope.type.encode()), ("ce_id", envelope.id.encode())]
+    """The headers of an event published now, in the current span's trace."""
+    return event_headers(envelope.type, envelope.id, current_traceparent())
 
 
 async def publish(producer: AIOKafkaProducer, topic: Topic, key: str, envelope: Envelope) -> None:

@@ -17,6 +17,7 @@ from runtime.logs import configure_logging
 from runtime.metrics import Committed, nothing_counted
 from runtime.outbox import OutboxRelay
 from runtime.service import Lifecycle, run_until_signalled
+from runtime.tracing import configure_tracing
 from schemas.topics import Topic, dead_letters
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class ServiceKit:
         self.checks: dict[str, ReadinessCheck] = {}
         self.consumers: list[TransactionalConsumer] = []
         configure_logging(service, settings.log_level)
+        configure_tracing(service)
 
     def client_id(self, role: str) -> str:
         return f"{self.service}-{role}-{self.settings.instance_id}"

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from runtime.kafka import event_headers
 from runtime.locks import AdvisoryLock
 from runtime.metrics import EVENTS_PRODUCED, OUTBOX_PENDING
+from runtime.tracing import current_traceparent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,15 +37,48 @@ class Outgoing:
     topic: Topic
     key: str
     envelope: Envelope
+    # The W3C trace context of the span that caused it; filled in by ``traced`` or ``stage``.
+    traceparent: str | None = None
+
+
+def traced(events: Sequence[Outgoing]) -> list[Outgoing]:
+    """The events with the current span's trace context, unless they carry one already. Called while
+    the span that made them is current: the batch's events are staged together after their spans end."""
+    traceparent = current_traceparent()
+    return [e if e.traceparent or traceparent is None else replace(e, traceparent=traceparent) for e in events]
 
 
 async def stage(conn: asyncpg.Connection, events: Sequence[Outgoing]) -> None:
     if not events:
         return
+    events = await _caused_traces(conn, traced(events))
     await conn.executemany(
-        "INSERT INTO outbox (topic, key, event_type, event_id, value) VALUES ($1, $2, $3, $4, $5)",
-        [(e.topic.name, e.key, e.envelope.type, e.envelope.id, e.envelope.to_bytes()) for e in events],
+        "INSERT INTO outbox (topic, key, event_type, event_id, value, traceparent) VALUES ($1, $2, $3, $4, $5, $6)",
+        [(e.topic.name, e.key, e.envelope.type, e.envelope.id, e.envelope.to_bytes(), e.traceparent) for e in events],
     )
+
+
+async def remember_traces(conn: asyncpg.Connection, traces: Sequence[tuple[str, str]]) -> None:
+    """(event id, traceparent) of handled events, for what is staged later on their account."""
+    if traces:
+        await conn.execute(
+            "INSERT INTO event_traces (event_id, traceparent) SELECT * FROM unnest($1::text[], $2::text[])"
+            " ON CONFLICT DO NOTHING",
+            [event_id for event_id, _ in traces],
+            [traceparent for _, traceparent in traces],
+        )
+
+
+async def _caused_traces(conn: asyncpg.Connection, events: list[Outgoing]) -> list[Outgoing]:
+    """Events staged outside any span (a loop deciding later) continue the trace of their cause."""
+    causes = {e.envelope.causationid for e in events if e.traceparent is None and e.envelope.causationid}
+    if not causes:
+        return events
+    rows = await conn.fetch("SELECT event_id, traceparent FROM event_traces WHERE event_id = ANY($1::text[])", causes)
+    known = {r["event_id"]: r["traceparent"] for r in rows}
+    return [
+        replace(e, traceparent=known.get(e.envelope.causationid or "")) if e.traceparent is None else e for e in events
+    ]
 
 
 class OutboxRelay:
@@ -88,7 +123,7 @@ class OutboxRelay:
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", AdvisoryLock.OUTBOX_RELAY):
                 return 0
             rows = await conn.fetch(
-                "SELECT id, topic, key, event_type, event_id, value FROM outbox ORDER BY id LIMIT $1",
+                "SELECT id, topic, key, event_type, event_id, value, traceparent FROM outbox ORDER BY id LIMIT $1",
                 self._batch_size,
             )
             if not rows:
@@ -99,7 +134,7 @@ class OutboxRelay:
                     r["topic"],
                     bytes(r["value"]),
                     key=r["key"].encode(),
-                    headers=[("ce_type", r["event_type"].encode()), ("ce_id", r["event_id"].encode())],
+                    headers=event_headers(r["event_type"], r["event_id"], r["traceparent"]),
                 )
                 for r in rows
             ]

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 ASYNCAPI_VERSION = "3.0.0"
 CONTRACT_VERSION = "1.0.0"
 KAFKA_BINDING = "0.5.0"
-JSON_SCHEMA_FORMAT = "application/schema+json;version=draft-07"
+# The dialect schemas.generate declares in every schema's $schema.
+JSON_SCHEMA_FORMAT = "application/schema+json;version=2020-12"
+# CloudEvents Kafka protocol binding, structured content mode (runtime.kafka).
+STRUCTURED_JSON = "application/cloudevents+json; charset=UTF-8"
 DEAD_LETTER = "deadletter"
 
 
@@ -43,7 +46,14 @@ def document() -> dict[str, Any]:
             "local": {"host": "127.0.0.1:19092", "protocol": "kafka", "description": "Development broker (make run)"}
         },
         "channels": {topic.name: channel(topic) for topic in ALL_TOPICS},
-        "operations": {f"{topic.writer}-writes-{topic.name}": operation(topic) for topic in ALL_TOPICS},
+        "operations": {
+            **{f"{topic.writer}-writes-{topic.name}": operation(topic) for topic in ALL_TOPICS},
+            **{
+                f"{reader}-receives-{topic.name}": receiving(topic, reader)
+                for topic in ALL_TOPICS
+                for reader in topic.readers
+            },
+        },
         "components": {"messages": messages},
     }
 
@@ -61,6 +71,7 @@ def channel(topic: Topic) -> dict[str, Any]:
         "tags": [{"name": "public" if topic.public else "internal"}],
         "x-key": topic.key,
         "x-writer": topic.writer,
+        "x-readers": list(topic.readers),
         "x-public": topic.public,
         "bindings": {
             "kafka": {
@@ -84,6 +95,17 @@ def operation(topic: Topic) -> dict[str, Any]:
     }
 
 
+def receiving(topic: Topic, reader: str) -> dict[str, Any]:
+    """One service that consumes the topic (auditors and, on public topics, downstream systems read too)."""
+    return {
+        "action": "receive",
+        "title": f"{topic.name}, read by {reader}",
+        "channel": {"$ref": f"#/channels/{topic.name}"},
+        "messages": [{"$ref": f"#/channels/{topic.name}/messages/{m}"} for m in message_ids(topic)],
+        "x-reader": reader,
+    }
+
+
 def event_message(cls: type[Event], topic: Topic) -> dict[str, Any]:
     data = {"$ref": f"./json/{cls.event_type}.json"}
     fixed: dict[str, Any] = {"type": {"const": cls.wire_type()}, "data": data}
@@ -93,7 +115,7 @@ def event_message(cls: type[Event], topic: Topic) -> dict[str, Any]:
         "name": cls.wire_type(),
         "title": cls.__name__,
         "summary": (cls.__doc__ or cls.__name__).split("\n")[0].strip(),
-        "contentType": "application/json",
+        "contentType": STRUCTURED_JSON,
         "headers": message_headers(cls, topic),
         "correlationId": {"location": "$message.payload#/correlationid"},
         "payload": {
@@ -107,10 +129,22 @@ def event_message(cls: type[Event], topic: Topic) -> dict[str, Any]:
 
 
 def message_headers(cls: type[Event], topic: Topic) -> dict[str, Any]:
-    """CloudEvents binary-mode hints, and the headers a topic demands of every record (a portal's signature)."""
+    """The CloudEvents structured-mode content type, routing hints, the trace context, and the headers a
+    topic demands of every record (a portal's signature)."""
     properties: dict[str, Any] = {
-        "ce_type": {"type": "string", "const": cls.wire_type()},
+        "content-type": {
+            "type": "string",
+            "const": STRUCTURED_JSON,
+            "description": "CloudEvents Kafka binding, structured mode: the value is the whole envelope "
+            "(absent on records written before it was declared)",
+        },
+        "ce_type": {"type": "string", "const": cls.wire_type(), "description": "The envelope's type, for routing"},
         "ce_id": {"type": "string", "description": "The envelope's id"},
+        "traceparent": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+            "description": "W3C Trace Context of the span that produced the record; one trace per application",
+        },
     }
     properties.update({name: {"type": "string", "description": about} for name, about in topic.required_headers})
     headers: dict[str, Any] = {"type": "object", "properties": properties}

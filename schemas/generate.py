@@ -28,13 +28,35 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+# The one dialect every published schema declares; pydantic writes 2020-12 (``$defs``, ``prefixItems``).
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def published(schema: dict[str, Any]) -> dict[str, Any]:
+    """A schema as consumers validate against it: the dialect declared, and open to additive change.
+
+    Producers are strict (``extra="forbid"`` in their pydantic models), but a reader validating with a
+    closed schema would refuse every event that gained an optional field since its copy was made, which
+    is exactly the change the contract allows. So no ``additionalProperties: false`` is published."""
+    return {"$schema": DIALECT, **opened(schema)}
+
+
+def opened(node: Any) -> Any:
+    """``node`` without any ``additionalProperties: false``, at any depth."""
+    if isinstance(node, dict):
+        return {k: opened(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)}
+    if isinstance(node, list):
+        return [opened(v) for v in node]
+    return node
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """File name in schemas/json -> JSON Schema, straight from the pydantic models."""
-    schemas = {"envelope.json": Envelope.model_json_schema()}
+    """File name in schemas/json -> JSON Schema, from the pydantic models, as published."""
+    schemas = {"envelope.json": published(Envelope.model_json_schema())}
     for wire_type, model in sorted(EVENT_TYPES.items()):
         schema = model.model_json_schema()
         schema["$id"] = f"urn:{wire_type}"
-        schemas[f"{model.event_type}.json"] = schema
+        schemas[f"{model.event_type}.json"] = published(schema)
     return schemas
 
 

@@ -140,7 +140,8 @@ async def test_verify_passes_on_the_log_of_a_real_pipeline_run(
 
 
 async def audit_command(kafka: KafkaAccess, *args: str) -> tuple[int, str]:
-    """The command as an operator runs it: its exit code and what it printed."""
+    """The command as an operator runs it: its exit code and what it printed (on failure, with its
+    stderr, where a long scan also reports progress)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -157,7 +158,7 @@ async def audit_command(kafka: KafkaAccess, *args: str) -> tuple[int, str]:
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode is not None
-    return process.returncode, out.decode() + err.decode()
+    return process.returncode, out.decode() if process.returncode == 0 else out.decode() + err.decode()
 
 
 async def check_the_command(kafka: KafkaAccess, apps: dict[str, str]) -> None:
