@@ -2,7 +2,9 @@
 # The fault suite (not part of make test): the four services as processes against a private broker and
 # databases of a slot of its own, a seeded stream of applications, withdrawals, SIGKILLs, SIGSTOPs and
 # poison, then the checks over the log and the databases (tests/faults/driver.py).
-#   deploy/faults.sh [--seed N] [--runs N] [--applications N] [--faults N] [--slot N]
+#   deploy/faults.sh [--seed N] [--runs N] [--applications N] [--faults N] [--slot N] [--cluster 1|3]
+# --cluster 3: a three-node KRaft cluster (deploy/kafka.sh, EGOV_KAFKA_NODES=3) on the slot's ports
+# 29600 + 10 * slot to + 5, instead of the single broker on the first two of them.
 # Loopback only; it never stops the shared PostgreSQL cluster (postgres.sh start is a no-op when it runs).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
