@@ -212,9 +212,13 @@ class Brokers:
 
     async def inject(self, kind: FaultKind, seconds: float) -> str:
         """Do ``kind`` to the node it names for ``seconds``; what was hit, and how long until it was back."""
+        asked = time.monotonic()
         async with self._turn:
             node, role = await self.victim(kind)
             struck = time.monotonic()
+            waited = (
+                f"struck {struck - asked:.0f}s late (the previous broker fault's turn), " if struck - asked > 5 else ""
+            )
             killed = kind in (FaultKind.KILL, FaultKind.KILL_LEADER, FaultKind.KILL_CONTROLLER)
             if killed:
                 self.kill(node)
@@ -225,7 +229,7 @@ class Brokers:
                 await self.restart()
             else:
                 self.resume(node)
-            back = f"node {node} ({role}) back after {time.monotonic() - struck:.1f}s"
+            back = f"{waited}node {node} ({role}) back after {time.monotonic() - struck:.1f}s"
             if self.nodes == 1:
                 return back
             return f"{back}, {await self.whole_again(struck)}"
