@@ -13,6 +13,12 @@ export EGOV_TEST_SLOT="${EGOV_TEST_SLOT:-9}"
 export EGOV_SECRETS_DIR="$SECRETS_DIR"
 export EGOV_TEST_PG_DSN="$(pg_local_dsn egov_admin postgres)"
 
+# Two runs on one slot would reset each other's broker mid-run (seen as a node failing to format): the
+# second one stops here. The lock is held until the driver and every process it started have exited.
+mkdir -p "$STATE_DIR"
+exec 8>"$STATE_DIR/faults$EGOV_TEST_SLOT.lock"
+flock -n 8 || die "another fault run (or a process it left) holds slot $EGOV_TEST_SLOT"
+
 "$DEPLOY_DIR/bootstrap.sh"
 "$DEPLOY_DIR/postgres.sh" start
 cd "$REPO_DIR"
