@@ -214,11 +214,10 @@ class Brokers:
         """Do ``kind`` to the node it names for ``seconds``; what was hit, and how long until it was back."""
         asked = time.monotonic()
         async with self._turn:
+            turn = time.monotonic()
             node, role = await self.victim(kind)
             struck = time.monotonic()
-            waited = (
-                f"struck {struck - asked:.0f}s late (the previous broker fault's turn), " if struck - asked > 5 else ""
-            )
+            waited = f"struck {turn - asked:.0f}s late (the previous broker fault's turn), " if turn - asked > 5 else ""
             killed = kind in (FaultKind.KILL, FaultKind.KILL_LEADER, FaultKind.KILL_CONTROLLER)
             if killed:
                 self.kill(node)
