@@ -67,14 +67,17 @@ bench: bootstrap
 	@deploy/test.sh bench
 
 ## The fault suite (not in `make test`): seeded, replayable runs with crashes, pauses and poison.
-## make faults SEED=1234 RUNS=3 [APPLICATIONS=60 FAULTS=4 SLOT=9]; every run prints its seed.
+## make faults SEED=1234 RUNS=3 [APPLICATIONS=60 FAULTS=4 SLOT=9 CLUSTER=3]; every run prints its seed.
+## CLUSTER=3: a three-node KRaft cluster instead of the single broker, its leaders and controller killed too.
 SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 RUNS ?= 1
 APPLICATIONS ?= 60
 FAULTS ?= 4
 SLOT ?= 9
+CLUSTER ?= 1
 faults: bootstrap
-	@EGOV_TEST_SLOT=$(SLOT) deploy/faults.sh --seed $(SEED) --runs $(RUNS) --applications $(APPLICATIONS) --faults $(FAULTS)
+	@EGOV_TEST_SLOT=$(SLOT) deploy/faults.sh --seed $(SEED) --runs $(RUNS) --applications $(APPLICATIONS) --faults $(FAULTS) \
+	  --cluster $(CLUSTER)
 
 clean: stop
 	rm -rf .state

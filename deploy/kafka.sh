@@ -1,19 +1,51 @@
 #!/usr/bin/env bash
-# Local single-node Kafka (KRaft) on 127.0.0.1:$EGOV_KAFKA_PORT (default 19092), secured as in production:
-# a SASL_SSL listener (SCRAM-SHA-512 over TLS) and the StandardAuthorizer with the registry's ACLs.
+# Local Kafka (KRaft) on loopback, secured as in production: a SASL_SSL listener (SCRAM-SHA-512 over TLS)
+# and the StandardAuthorizer with the registry's ACLs.
 #   deploy/kafka.sh start|stop|status|wait|restart|fetch|reset|secrets
+# One node by default, on 127.0.0.1:$EGOV_KAFKA_PORT (default 19092) with its controller on the next port.
+# EGOV_KAFKA_NODES=3 makes a cluster instead: three JVMs with small heaps, each broker and controller (a
+# three-voter KRaft quorum), node N on $EGOV_KAFKA_PORT + 2(N-1) and its controller one port above,
+# replication factor 3 and min.insync.replicas 2 for internal topics (deploy/kafka/cluster.properties).
+# "start" starts the nodes that are not running (after a kill, the one that is down) and waits for all.
 # The broker's jars come from Maven Central (deploy/kafka/pom.xml) and are
-# cached in $CACHE_DIR; data and logs live in $STATE_DIR/kafka. The throwaway CA, the broker's
-# certificate and every principal's password live in $SECRETS_DIR (see lib.sh), made at first start.
+# cached in $CACHE_DIR; data and logs live in $STATE_DIR/kafka (a cluster: one directory per node below it).
+# The throwaway CA, the broker's certificate and every principal's password live in $SECRETS_DIR (see
+# lib.sh), made at first start and shared by every node.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_PORT="${EGOV_KAFKA_PORT:-19092}"
-CONTROLLER_PORT="${EGOV_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+NODES="${EGOV_KAFKA_NODES:-1}"
 KAFKA_DIR="$STATE_DIR/kafka"
-PIDFILE="$KAFKA_DIR/kafka.pid"
 LIBS="$CACHE_DIR/kafka-libs-$(sha256sum "$DEPLOY_DIR/kafka/pom.xml" | cut -c1-12)"
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+case "$NODES" in
+  1) HEAP=(-Xms256m -Xmx768m -XX:+UseG1GC) ;;
+  # Three JVMs beside the services on a small machine: small heaps, a single-threaded collector and few
+  # compiler threads; the broker's own thread pools are cut down in cluster.properties.
+  3) HEAP=(-Xms128m -Xmx320m -XX:+UseSerialGC -XX:CICompilerCount=2) ;;
+  *) die "EGOV_KAFKA_NODES=$NODES: 1 (one broker) or 3 (a cluster)" ;;
+esac
+
+node_ids() { seq 1 "$NODES"; }
+node_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+node_controller_port() {
+  if [ "$NODES" = 1 ]; then echo "${EGOV_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"; else echo $(($(node_port "$1") + 1)); fi
+}
+# One node keeps the layout it always had; a cluster's node N lives in node<N>.
+node_dir() { if [ "$NODES" = 1 ]; then echo "$KAFKA_DIR"; else echo "$KAFKA_DIR/node$1"; fi; }
+node_pidfile() { echo "$(node_dir "$1")/kafka.pid"; }
+node_name() { if [ "$NODES" = 1 ]; then echo kafka; else echo "kafka node $1"; fi; }
+bootstrap() {
+  local n servers=()
+  for n in $(node_ids); do servers+=("127.0.0.1:$(node_port "$n")"); done
+  (IFS=,; echo "${servers[*]}")
+}
+quorum_voters() {
+  local n voters=()
+  for n in $(node_ids); do voters+=("$n@127.0.0.1:$(node_controller_port "$n")"); done
+  (IFS=,; echo "${voters[*]}")
+}
 
 fetch() {
   [ -f "$LIBS/.complete" ] && return 0
@@ -62,38 +94,68 @@ secrets() {
   flock -u 9
 }
 
+# The template with node N's ports and paths; a cluster's node also gets cluster.properties, whose keys
+# replace the template's (each key stays once in the file, so what the node runs with is plain to read).
 render_config() {
-  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$KAFKA_DIR/data#g" \
-    -e "s#@TLS_DIR@#$TLS_DIR#g" -e "s#@LISTEN_HOST@#127.0.0.1#g" -e "s#@ADVERTISED_HOST@#127.0.0.1#g" -e "s#@KEYSTORE_PASSWORD@#$(cat "$TLS_DIR/keystore.password")#g" \
-    -e "s#@BROKER_PASSWORD@#$(cat "$USERS_DIR/broker.password")#g" \
-    -e "s#@CONTROLLER_PASSWORD@#$(cat "$USERS_DIR/controller.password")#g" \
-    "$DEPLOY_DIR/kafka/server.properties" >"$KAFKA_DIR/server.properties"
-  chmod 600 "$KAFKA_DIR/server.properties"
+  local n="$1" dir config
+  dir="$(node_dir "$n")"
+  config="$dir/server.properties"
+  fill() {
+    sed -e "s#@KAFKA_PORT@#$(node_port "$n")#g" -e "s#@CONTROLLER_PORT@#$(node_controller_port "$n")#g" \
+      -e "s#@DATA_DIR@#$dir/data#g" -e "s#@NODE_ID@#$n#g" -e "s#@QUORUM_VOTERS@#$(quorum_voters)#g" \
+      -e "s#@TLS_DIR@#$TLS_DIR#g" -e "s#@LISTEN_HOST@#127.0.0.1#g" -e "s#@ADVERTISED_HOST@#127.0.0.1#g" \
+      -e "s#@KEYSTORE_PASSWORD@#$(cat "$TLS_DIR/keystore.password")#g" \
+      -e "s#@BROKER_PASSWORD@#$(cat "$USERS_DIR/broker.password")#g" \
+      -e "s#@CONTROLLER_PASSWORD@#$(cat "$USERS_DIR/controller.password")#g" "$1"
+  }
+  (
+    umask 077
+    if [ "$NODES" = 1 ]; then
+      fill "$DEPLOY_DIR/kafka/server.properties" >"$config"
+    else
+      local overrides
+      overrides="$(fill "$DEPLOY_DIR/kafka/cluster.properties")"
+      fill "$DEPLOY_DIR/kafka/server.properties" | awk -F= 'NR == FNR { if ($0 !~ /^#/ && NF) drop[$1]; next }
+        !($1 in drop)' <(echo "$overrides") - >"$config"
+      echo "$overrides" >>"$config"
+    fi
+  )
+  chmod 600 "$config"
+}
+
+# All nodes of a cluster share one cluster id, drawn at the first format.
+cluster_id() {
+  [ -s "$KAFKA_DIR/cluster.id" ] || run_java -Dlog4j2.level=warn kafka.tools.StorageTool random-uuid 2>/dev/null |
+    tail -1 >"$KAFKA_DIR/cluster.id"
+  cat "$KAFKA_DIR/cluster.id"
 }
 
 # SCRAM credentials live in the metadata log; a KRaft node gets its first ones at format time.
 format_storage() {
-  if [ -f "$KAFKA_DIR/data/meta.properties" ]; then
-    [ -f "$KAFKA_DIR/data/.secured" ] && return 0
-    die "$KAFKA_DIR holds a broker formatted without SASL users: run '$0 reset' (its topics are lost)"
+  local n="$1" dir
+  dir="$(node_dir "$n")"
+  if [ -f "$dir/data/meta.properties" ]; then
+    [ -f "$dir/data/.secured" ] && return 0
+    die "$dir holds a broker formatted without SASL users: run '$0 reset' (its topics are lost)"
   fi
-  mkdir -p "$KAFKA_DIR/data"
-  local cluster_id user scram=()
-  cluster_id="$(run_java -Dlog4j2.level=warn kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+  mkdir -p "$dir/data"
+  local id user scram=()
+  id="$(cluster_id)"
   for user in $(scram_users); do
     scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(cat "$USERS_DIR/$user.password")]")
   done
-  run_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
-    kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" "${scram[@]}" >/dev/null
-  touch "$KAFKA_DIR/data/.secured"
-  scram_users >"$KAFKA_DIR/data/.scram-users"
+  run_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
+    kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" "${scram[@]}" >/dev/null
+  touch "$dir/data/.secured"
+  if [ "$n" = 1 ]; then scram_users >"$dir/data/.scram-users"; fi
 }
 
 # A principal added to the registry after the broker was formatted (statistics, say) gets its SCRAM user
 # on the running broker, as the operator; .scram-users lists the users the broker has (none listed: unknown).
 add_new_scram_users() {
   local user config="$KAFKA_DIR/admin-client.properties"
-  local known="$KAFKA_DIR/data/.scram-users"
+  local known
+  known="$(node_dir 1)/data/.scram-users"
   local missing=()
   for user in $(scram_users); do grep -qx "$user" "$known" 2>/dev/null || missing+=("$user"); done
   [ ${#missing[@]} -gt 0 ] || return 0
@@ -102,7 +164,7 @@ add_new_scram_users() {
     "ssl.truststore.type=PEM" "ssl.truststore.location=$TLS_DIR/ca.pem" >"$config")
   for user in "${missing[@]}"; do
     run_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
-      kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --command-config "$config" --alter \
+      kafka.admin.ConfigCommand --bootstrap-server "$(bootstrap)" --command-config "$config" --alter \
       --add-config "SCRAM-SHA-512=[password=$(cat "$USERS_DIR/$user.password")]" --entity-type users \
       --entity-name "$user" >/dev/null
     echo "$user" >>"$known"
@@ -113,59 +175,89 @@ add_new_scram_users() {
 
 # The registry's ACLs, applied as the operator principal; idempotent.
 apply_acls() {
-  EGOV_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" EGOV_KAFKA_USERNAME=admin \
+  EGOV_KAFKA_BOOTSTRAP="$(bootstrap)" EGOV_KAFKA_USERNAME=admin \
     EGOV_KAFKA_PASSWORD="$(cat "$USERS_DIR/admin.password")" EGOV_KAFKA_CA_FILE="$TLS_DIR/ca.pem" \
     "$PY" -m runtime.acls apply --quiet
 }
 
 # The port opens before the broker has joined its own quorum; the log line is the real signal.
-ready() { port_open "$KAFKA_PORT" && grep -q "Kafka Server started" "$KAFKA_DIR/logs/server.log" 2>/dev/null; }
+ready() { port_open "$(node_port "$1")" && grep -q "Kafka Server started" "$(node_dir "$1")/logs/server.log" 2>/dev/null; }
 
+start_node() {
+  local n="$1" dir pidfile
+  dir="$(node_dir "$n")"
+  pidfile="$(node_pidfile "$n")"
+  port_open "$(node_port "$n")" && die "port $(node_port "$n") is taken by another process"
+  mkdir -p "$dir/logs"
+  render_config "$n"
+  format_storage "$n"
+  [ -f "$dir/logs/server.log" ] && mv "$dir/logs/server.log" "$dir/logs/server.log.previous"
+  log "starting $(node_name "$n") on 127.0.0.1:$(node_port "$n")"
+  nohup "$JAVA" "${HEAP[@]}" -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
+    -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+    >"$dir/logs/stdout.log" 2>&1 &
+  record_pid "$pidfile" "$!"
+}
+
+# A cluster's nodes start together: none is ready before a majority of the quorum runs.
 start() {
-  if pid_alive "$PIDFILE"; then log "kafka already running (pid $(cat "$PIDFILE"))"; return 0; fi
-  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process"
   fetch
   secrets
-  mkdir -p "$KAFKA_DIR/logs"
-  render_config
-  format_storage
-  [ -f "$KAFKA_DIR/logs/server.log" ] && mv "$KAFKA_DIR/logs/server.log" "$KAFKA_DIR/logs/server.log.previous"
-  log "starting kafka on 127.0.0.1:$KAFKA_PORT"
-  nohup "$JAVA" -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
-    -cp "$LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
-    >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
-  echo $! >"$PIDFILE"
+  mkdir -p "$KAFKA_DIR"
+  local n started=0
+  for n in $(node_ids); do
+    pid_alive "$(node_pidfile "$n")" && continue
+    start_node "$n"
+    started=$((started + 1))
+  done
+  if [ "$started" = 0 ]; then log "kafka already running on $(bootstrap)"; return 0; fi
   wait_ready
   add_new_scram_users
   apply_acls
   log "kafka ACLs applied"
 }
 
-# A broker that exited (a bad config) fails the wait at once instead of after its timeout.
+# A node that exited (a bad config) fails the wait at once instead of after its timeout.
 ready_or_gone() {
-  pid_alive "$PIDFILE" || die "kafka exited during start-up; see $KAFKA_DIR/logs/server.log"
-  ready
+  local n
+  for n in $(node_ids); do
+    pid_alive "$(node_pidfile "$n")" || die "$(node_name "$n") exited during start-up; see $(node_dir "$n")/logs/server.log"
+    ready "$n" || return 1
+  done
 }
 
 wait_ready() {
-  wait_for "kafka" 90 ready_or_gone
-  log "kafka ready"
+  wait_for "kafka" $((90 * NODES)) ready_or_gone
+  log "kafka ready on $(bootstrap)"
+}
+
+# A cluster's nodes stop together: one by one, the last ones would wait for a quorum that is gone.
+stop() {
+  local n
+  for n in $(node_ids); do stop_pidfile "$(node_name "$n")" "$(node_pidfile "$n")" & done
+  wait
 }
 
 status() {
-  if pid_alive "$PIDFILE" && ready; then echo "kafka: running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT (SASL_SSL)"
-  else echo "kafka: stopped"; return 1; fi
+  local n down=0
+  for n in $(node_ids); do
+    if pid_alive "$(node_pidfile "$n")" && ready "$n"; then
+      echo "$(node_name "$n"): running (pid $(pid_of "$(node_pidfile "$n")")) on 127.0.0.1:$(node_port "$n") (SASL_SSL)"
+    else echo "$(node_name "$n"): stopped"; down=1; fi
+  done
+  return "$down"
 }
 
 case "${1:-}" in
   start) start ;;
-  stop) stop_pidfile kafka "$PIDFILE" ;;
-  restart) stop_pidfile kafka "$PIDFILE"; start ;;
+  stop) stop ;;
+  restart) stop; start ;;
   status) status ;;
   wait) wait_ready ;;
   fetch) fetch ;;
   secrets) secrets ;;
-  reset) stop_pidfile kafka "$PIDFILE"; rm -rf "$KAFKA_DIR" ;;
-  *) echo "usage: $0 start|stop|restart|status|wait|fetch|reset|secrets" >&2; exit 2 ;;
+  bootstrap) bootstrap ;;
+  reset) stop; rm -rf "$KAFKA_DIR" ;;
+  *) echo "usage: $0 start|stop|restart|status|wait|fetch|reset|secrets|bootstrap" >&2; exit 2 ;;
 esac

@@ -1,12 +1,14 @@
 """The fault driver: the four services as processes against a private broker and databases of their own,
 a stream of applications and withdrawals, and a seeded schedule of SIGKILLs, SIGSTOPs and poison.
 
-    make faults SEED=1234 RUNS=3 [APPLICATIONS=80 FAULTS=4 SLOT=9]   (deploy/faults.sh)
+    make faults SEED=1234 RUNS=3 [APPLICATIONS=80 FAULTS=4 SLOT=9 CLUSTER=3]   (deploy/faults.sh)
 
 Every run prints its seed; run i of ``--seed S`` uses seed S + i, so one run replays with
 ``--seed S+i --runs 1``. Everything listens on loopback; the broker, the service ports and the
 databases (``egov_faults<slot>_*``) belong to the slot, so the run disturbs no other tree and no test
-suite. After the stream the driver waits until the pipeline is quiet and checks (``tests.faults.checks``):
+suite. With ``--cluster 3`` the broker is a three-node KRaft cluster and the plan adds its faults
+(``tests.faults.brokers``). After the stream the driver waits until the pipeline is quiet and checks
+(``tests.faults.checks``):
 the audit over the log (``python -m audit verify``), the budget database against the log, and that
 every poison record was dead-lettered by every reader (or, for an unknown type, reported by the audit).
 """
@@ -20,7 +22,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -37,6 +38,7 @@ from schemas.events import ApplicationWithdrawn
 from schemas.topics import ALL_TOPICS, APPLICATIONS, BUDGET, REVIEWS, SUBMISSIONS
 from tests.conftest import issue_portal_token
 from tests.faults import checks
+from tests.faults.brokers import Brokers
 from tests.faults.plan import BROKER, SERVICES, FaultKind, Plan, PoisonKind, make_plan
 from tests.support import (
     ADMIN_TOKEN,
@@ -80,15 +82,6 @@ class Slot:
     def smtp_port(self) -> int:
         return SMTP_TEST_PORT + 80
 
-    def kafka_sh(self, command: str) -> None:
-        env = {**os.environ, "EGOV_STATE_DIR": str(self.state), "EGOV_KAFKA_PORT": str(self.broker_port)}
-        done = subprocess.run([str(REPO / "deploy" / "kafka.sh"), command], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"kafka.sh {command}: {done.stderr}")
-
-    def broker_pid(self) -> int:
-        return int((self.state / "kafka" / "kafka.pid").read_text().split()[0])
-
 
 @dataclass
 class Outcome:
@@ -102,8 +95,9 @@ class Outcome:
 
 
 class Run:
-    def __init__(self, plan: Plan, slot: Slot, admin_dsn: str) -> None:
+    def __init__(self, plan: Plan, slot: Slot, admin_dsn: str, cluster: int = 1) -> None:
         self.plan, self.slot, self.admin_dsn = plan, slot, admin_dsn
+        self.brokers = Brokers(slot.state, slot.broker_port, cluster)
         self.outcome = Outcome()
         self.log_dir = slot.state / f"run-{plan.seed}"
         self.started = 0.0
@@ -122,10 +116,9 @@ class Run:
 
     async def set_up(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.slot.kafka_sh, "reset")
-        await asyncio.to_thread(self.slot.kafka_sh, "start")
-        self.kafka = kafka_access(f"127.0.0.1:{self.slot.broker_port}")
-        await ensure_topics(self.kafka, ALL_TOPICS)
+        await self.brokers.start()
+        self.kafka = kafka_access(self.brokers.bootstrap)
+        await ensure_topics(self.kafka, ALL_TOPICS, self.brokers.replication)
         databases = {s: await service_database(self.admin_dsn, f"egov_faults{self.slot.number}_{s}") for s in SERVICES}
         self.services = ServiceProcesses(
             self.kafka,
@@ -156,9 +149,7 @@ class Run:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGCONT)
             await services.stop_all()
-        with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
-            os.kill(self.slot.broker_pid(), signal.SIGCONT)
-        await asyncio.to_thread(self.slot.kafka_sh, "stop")
+        await self.brokers.stop()
 
     # --- the portal: submissions and withdrawals ---------------------------------------------------
 
@@ -214,14 +205,9 @@ class Run:
             self.outcome.faults.append(f"{moment}: skipped, still down from an earlier fault")
             return
         self.outcome.faults.append(moment)
-        if target == BROKER:
-            pid = self.slot.broker_pid()
-            os.kill(pid, signal.SIGKILL if kind is FaultKind.KILL else signal.SIGSTOP)
-            await asyncio.sleep(seconds)
-            if kind is FaultKind.KILL:
-                await asyncio.to_thread(self.slot.kafka_sh, "start")
-            else:
-                os.kill(pid, signal.SIGCONT)
+        if target == BROKER:  # it says which node it hit (on a cluster, chosen now) and when it was back
+            line = len(self.outcome.faults) - 1
+            self.outcome.faults[line] += f": {await self.brokers.inject(kind, seconds)}"
             return
         if kind is FaultKind.KILL:
             await self.services.stop(target, signal.SIGKILL)
@@ -310,9 +296,9 @@ def poison_record(kind: PoisonKind, seed: int, n: int) -> tuple[Topic, bytes, by
     return SUBMISSIONS, marker.encode(), b"\xff" + os.urandom(NEAR_LIMIT_BYTES - 1)
 
 
-async def one_run(seed: int, slot: Slot, admin_dsn: str, applications: int, faults: int) -> list[str]:
-    plan = make_plan(seed, applications, faults)
-    run = Run(plan, slot, admin_dsn)
+async def one_run(seed: int, slot: Slot, admin_dsn: str, applications: int, faults: int, cluster: int = 1) -> list[str]:
+    plan = make_plan(seed, applications, faults, cluster=cluster)
+    run = Run(plan, slot, admin_dsn, cluster)
     print(f"run seed={seed}: {applications} applications, {len(plan.faults)} faults, {len(plan.poison)} poison")
     try:
         await run.set_up()
@@ -322,6 +308,8 @@ async def one_run(seed: int, slot: Slot, admin_dsn: str, applications: int, faul
             print(f"  fault {line}")
         problems = [] if settled else ["the pipeline did not settle within 240 s"]
         problems += await checks.check(run.kafka, run.databases, run.outcome, slot.http_ports)
+        if cluster > 1:
+            problems += await run.brokers.replication_problems()
     finally:
         await run.tear_down()
     accepted, withdrawn = len(run.outcome.accepted), len(run.outcome.withdrawn)
@@ -335,14 +323,17 @@ async def one_run(seed: int, slot: Slot, admin_dsn: str, applications: int, faul
 async def main_async(args: argparse.Namespace) -> int:
     slot = Slot(args.slot)
     admin_dsn = os.environ["EGOV_TEST_PG_DSN"]
-    print(f"make faults SEED={args.seed} RUNS={args.runs} APPLICATIONS={args.applications} FAULTS={args.faults}")
+    print(
+        f"make faults SEED={args.seed} RUNS={args.runs} APPLICATIONS={args.applications} FAULTS={args.faults}"
+        f" CLUSTER={args.cluster}"
+    )
     failed = []
     sink = SmtpSink(slot.smtp_port)
     await sink.start()
     try:
         for i in range(args.runs):
             try:
-                problems = await one_run(args.seed + i, slot, admin_dsn, args.applications, args.faults)
+                problems = await one_run(args.seed + i, slot, admin_dsn, args.applications, args.faults, args.cluster)
             except Exception as err:  # noqa: BLE001 - a run that breaks down is a failed seed, the next runs
                 print(f"  seed={args.seed + i}: the run broke down: {err!r}")
                 problems = [repr(err)]
@@ -363,6 +354,7 @@ def main(argv: list[str]) -> int:
     cli.add_argument("--runs", type=int, default=1)
     cli.add_argument("--applications", type=int, default=60)
     cli.add_argument("--faults", type=int, default=4)
+    cli.add_argument("--cluster", type=int, choices=(1, 3), default=1, help="brokers: one, or a KRaft cluster")
     cli.add_argument("--slot", type=int, default=int(os.environ.get("EGOV_TEST_SLOT", "9")))
     return asyncio.run(main_async(cli.parse_args(argv)))
 

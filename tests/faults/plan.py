@@ -13,6 +13,10 @@ from enum import StrEnum
 class FaultKind(StrEnum):
     KILL = "sigkill"  # SIGKILL, restarted after ``seconds``
     PAUSE = "sigstop"  # SIGSTOP for ``seconds``, then SIGCONT (past the 6 s session timeout at times)
+    # On a cluster (``cluster=3``), the node is chosen when the fault strikes (tests.faults.brokers):
+    KILL_LEADER = "sigkill-leader"  # SIGKILL the leader of the busiest partition, restarted after ``seconds``
+    KILL_CONTROLLER = "sigkill-controller"  # SIGKILL the active KRaft controller, restarted after ``seconds``
+    PAUSE_LEADER = "sigstop-leader"  # SIGSTOP the busiest partition's leader (at times past its fencing)
 
 
 class PoisonKind(StrEnum):
@@ -29,6 +33,8 @@ BROKER = "broker"
 # notices, their status-view reads): about 1 % of it is poison.
 RECORDS_PER_APPLICATION = 8
 DEMO_AMOUNT_CENTS = 9_600_000  # what deploy/demo/application.json asks for, in 2027
+# On a cluster, a broker fault drawn as a kill or a pause strikes the busiest partition's leader.
+ON_A_CLUSTER = {FaultKind.KILL: FaultKind.KILL_LEADER, FaultKind.PAUSE: FaultKind.PAUSE_LEADER}
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Plan:
         return max(moments, default=0.0)
 
 
-def make_plan(seed: int, applications: int, faults: int, rate_per_second: float = 4.0) -> Plan:
+def make_plan(seed: int, applications: int, faults: int, rate_per_second: float = 4.0, cluster: int = 1) -> Plan:
     rng = random.Random(seed)
     span = applications / rate_per_second
     submissions = tuple(
@@ -90,12 +96,16 @@ def make_plan(seed: int, applications: int, faults: int, rate_per_second: float 
     fault_list = []
     for _ in range(faults):
         target = rng.choice((*SERVICES, *SERVICES, BROKER))  # services twice as often as the broker
-        kind = rng.choice(tuple(FaultKind))
+        kind = rng.choice((FaultKind.KILL, FaultKind.PAUSE))
+        if cluster > 1 and target == BROKER:
+            kind = ON_A_CLUSTER[kind]
         seconds = round(rng.uniform(1, 4) if target == BROKER else rng.uniform(0.5, 9), 3)
         fault_list.append(Fault(round(rng.uniform(0.1, span), 3), kind, target, seconds))
     count = max(len(PoisonKind), applications * RECORDS_PER_APPLICATION // 100)
     kinds = [*PoisonKind, *(rng.choice(tuple(PoisonKind)) for _ in range(count - len(PoisonKind)))]
     poison = tuple(Poison(round(rng.uniform(0, span), 3), kind) for kind in kinds)
+    if cluster > 1:
+        fault_list += cluster_faults(rng, span)
     demand = applications * DEMO_AMOUNT_CENTS
     return Plan(
         seed=seed,
@@ -105,3 +115,15 @@ def make_plan(seed: int, applications: int, faults: int, rate_per_second: float 
         poison=tuple(sorted(poison, key=lambda p: p.at)),
         pot_cents=demand * 6 // 10,  # less than asked for: the waitlist and the line are exercised
     )
+
+
+def cluster_faults(rng: random.Random, span: float) -> list[Fault]:
+    """What every cluster run does besides its drawn faults, each in its third of the stream: kill the
+    busiest partition's leader, then the active controller, then pause a leader, 2 to 12 s (the
+    controller fences a broker silent for 9 s, broker.session.timeout.ms)."""
+    third = span / 3
+    return [
+        Fault(round(rng.uniform(0.1, third), 3), FaultKind.KILL_LEADER, BROKER, round(rng.uniform(2, 8), 3)),
+        Fault(round(rng.uniform(third, 2 * third), 3), FaultKind.KILL_CONTROLLER, BROKER, round(rng.uniform(2, 8), 3)),
+        Fault(round(rng.uniform(2 * third, span), 3), FaultKind.PAUSE_LEADER, BROKER, round(rng.uniform(2, 12), 3)),
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.faults.plan import BROKER, SERVICES, PoisonKind, make_plan
+from tests.faults.plan import BROKER, SERVICES, FaultKind, PoisonKind, make_plan
+
+CLUSTER_KINDS = {FaultKind.KILL_LEADER, FaultKind.KILL_CONTROLLER, FaultKind.PAUSE_LEADER}
 
 
 def test_the_same_seed_makes_the_same_plan_and_another_seed_another() -> None:
@@ -19,3 +21,31 @@ def test_a_plan_has_its_faults_every_poison_kind_and_about_one_percent_poison() 
     assert len({s.ags for s in plan.submissions}) > 190, "fresh applicants, so the double-funding rule stays quiet"
     assert 0 < plan.pot_cents < 200 * 9_600_000, "less money than asked for: the waitlist is exercised"
     assert [s.at for s in plan.submissions] == sorted(s.at for s in plan.submissions)
+
+
+def test_a_single_broker_plan_never_asks_for_a_cluster_fault() -> None:
+    for seed in range(50):
+        plan = make_plan(seed, 60, 6)
+        assert plan == make_plan(seed, 60, 6, cluster=1), "one broker is the default"
+        assert {f.kind for f in plan.faults} <= {FaultKind.KILL, FaultKind.PAUSE}
+
+
+def test_a_cluster_plan_kills_a_leader_then_the_controller_and_pauses_a_leader() -> None:
+    for seed in range(50):
+        plan = make_plan(seed, 100, 4, cluster=3)
+        broker_faults = [f for f in plan.faults if f.target == BROKER]
+        assert {f.kind for f in broker_faults} <= CLUSTER_KINDS, "a cluster node is chosen when the fault strikes"
+        assert len(plan.faults) == 4 + 3, "the drawn faults and the cluster's three"
+        first = {kind: min(f.at for f in broker_faults if f.kind is kind) for kind in CLUSTER_KINDS}
+        assert first[FaultKind.KILL_LEADER] < first[FaultKind.KILL_CONTROLLER], "the leader first, then the controller"
+        assert all(f.at <= 25.0 for f in broker_faults), "during the stream (100 applications at 4 a second)"
+        assert all(1 <= f.seconds <= 12 for f in broker_faults), "a node is back within seconds"
+        assert [f.at for f in plan.faults] == sorted(f.at for f in plan.faults)
+
+
+def test_a_cluster_plan_is_replayable_and_carries_the_same_stream_as_one_broker() -> None:
+    assert make_plan(5, 100, 4, cluster=3) == make_plan(5, 100, 4, cluster=3)
+    single, cluster = make_plan(5, 100, 4), make_plan(5, 100, 4, cluster=3)
+    assert cluster.submissions == single.submissions
+    assert cluster.withdrawals == single.withdrawals
+    assert cluster.poison == single.poison
