@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local single-node Kafka (KRaft) on 127.0.0.1:$EGOV_KAFKA_PORT (default 19092), secured as in production:
 # a SASL_SSL listener (SCRAM-SHA-512 over TLS) and the StandardAuthorizer with the registry's ACLs.
-#   deploy/kafka.sh start|stop|status|wait|restart|fetch|reset|secrets
+#   deploy/kafka.sh start|stop|status|wait|restart|fetch|fetch-tools|tools-classpath|reset|secrets
 # The broker's jars come from Maven Central (deploy/kafka/pom.xml) and are
 # cached in $CACHE_DIR; data and logs live in $STATE_DIR/kafka. The throwaway CA, the broker's
 # certificate and every principal's password live in $SECRETS_DIR (see lib.sh), made at first start.
@@ -23,6 +23,18 @@ fetch() {
   mvn -q -B -f "$DEPLOY_DIR/kafka/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$LIBS" -DincludeScope=runtime
   touch "$LIBS/.complete"
+}
+
+# The broker's perf tools (deploy/kafka/tools/pom.xml), for the pipeline benchmark's ceiling.
+TOOLS="$CACHE_DIR/kafka-tools-$(sha256sum "$DEPLOY_DIR/kafka/tools/pom.xml" | cut -c1-12)"
+fetch_tools() {
+  [ -f "$TOOLS/.complete" ] && return 0
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching the Kafka perf tools from Maven Central"
+  rm -rf "$TOOLS"
+  mvn -q -B -f "$DEPLOY_DIR/kafka/tools/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$TOOLS" -DincludeScope=runtime
+  touch "$TOOLS/.complete"
 }
 
 run_java() { "$JAVA" -cp "$LIBS/*" "$@"; }
@@ -165,7 +177,9 @@ case "${1:-}" in
   status) status ;;
   wait) wait_ready ;;
   fetch) fetch ;;
+  fetch-tools) fetch_tools ;;
+  tools-classpath) fetch_tools; echo "$TOOLS/*" ;;
   secrets) secrets ;;
   reset) stop_pidfile kafka "$PIDFILE"; rm -rf "$KAFKA_DIR" ;;
-  *) echo "usage: $0 start|stop|restart|status|wait|fetch|reset|secrets" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status|wait|fetch|fetch-tools|tools-classpath|reset|secrets" >&2; exit 2 ;;
 esac
