@@ -1,5 +1,5 @@
 # One command for each habit. Every target does its own set-up on a fresh machine.
-.PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench faults clean
+.PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench bench-pipeline faults clean
 
 VENV := .venv/bin
 HTTP_SERVICES := intake review budget
@@ -65,6 +65,11 @@ schemas: venv
 
 bench: bootstrap
 	@deploy/test.sh bench
+
+## The whole pipeline as portals meet it (burst, arrival ladder, CPU per application, idle cost, ceilings);
+## ~6 minutes. EGOV_TEST_SLOT moves it aside, as for the tests.
+bench-pipeline: bootstrap
+	@deploy/test.sh bench tests/perf/bench_pipeline.py
 
 ## The fault suite (not in `make test`): seeded, replayable runs with crashes, pauses and poison.
 ## make faults SEED=1234 RUNS=3 [APPLICATIONS=60 FAULTS=4 SLOT=9 CLUSTER=3]; every run prints its seed.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh machine, idempotently:
-# the JDK and Maven (for the Kafka broker), PostgreSQL, Prometheus, and the Python virtualenv (venv.sh).
+# the JDK and Maven (for the Kafka broker and its perf tools), PostgreSQL, Prometheus, and the Python virtualenv (venv.sh).
 #   deploy/bootstrap.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,3 +17,4 @@ fi
 
 "$DEPLOY_DIR/venv.sh"
 "$DEPLOY_DIR/kafka.sh" fetch
+"$DEPLOY_DIR/kafka.sh" fetch-tools

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local Kafka (KRaft) on loopback, secured as in production: a SASL_SSL listener (SCRAM-SHA-512 over TLS)
 # and the StandardAuthorizer with the registry's ACLs.
-#   deploy/kafka.sh start|stop|status|wait|restart|fetch|reset|secrets
+#   deploy/kafka.sh start|stop|status|wait|restart|fetch|fetch-tools|tools-classpath|reset|secrets|bootstrap
 # One node by default, on 127.0.0.1:$EGOV_KAFKA_PORT (default 19092) with its controller on the next port.
 # EGOV_KAFKA_NODES=3 makes a cluster instead: three JVMs with small heaps, each broker and controller (a
 # three-voter KRaft quorum), node N on $EGOV_KAFKA_PORT + 2(N-1) and its controller one port above,
@@ -55,6 +55,18 @@ fetch() {
   mvn -q -B -f "$DEPLOY_DIR/kafka/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$LIBS" -DincludeScope=runtime
   touch "$LIBS/.complete"
+}
+
+# The broker's perf tools (deploy/kafka/tools/pom.xml), for the pipeline benchmark's ceiling.
+TOOLS="$CACHE_DIR/kafka-tools-$(sha256sum "$DEPLOY_DIR/kafka/tools/pom.xml" | cut -c1-12)"
+fetch_tools() {
+  [ -f "$TOOLS/.complete" ] && return 0
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching the Kafka perf tools from Maven Central"
+  rm -rf "$TOOLS"
+  mvn -q -B -f "$DEPLOY_DIR/kafka/tools/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$TOOLS" -DincludeScope=runtime
+  touch "$TOOLS/.complete"
 }
 
 run_java() { "$JAVA" -cp "$LIBS/*" "$@"; }
@@ -256,8 +268,10 @@ case "${1:-}" in
   status) status ;;
   wait) wait_ready ;;
   fetch) fetch ;;
+  fetch-tools) fetch_tools ;;
+  tools-classpath) fetch_tools; echo "$TOOLS/*" ;;
   secrets) secrets ;;
   bootstrap) bootstrap ;;
   reset) stop; rm -rf "$KAFKA_DIR" ;;
-  *) echo "usage: $0 start|stop|restart|status|wait|fetch|reset|secrets|bootstrap" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status|wait|fetch|fetch-tools|tools-classpath|reset|secrets|bootstrap" >&2; exit 2 ;;
 esac

@@ -30,6 +30,13 @@ if TYPE_CHECKING:
     from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
+# Every in-process path that stages rows wakes its relay (consumer commits, commands, the budget line,
+# notify's outcomes), so the poll only catches rows another process staged: an instance whose relay
+# lost the lock race, or one that died before publishing. Polling faster costs an idle stack a
+# transaction per service four times a second.
+IDLE_POLL_SECONDS = 2.0
+# Another instance holds the relay lock: it may have read the outbox before our rows committed.
+BUSY_RETRY_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -106,8 +113,9 @@ class OutboxRelay:
     async def _run(self) -> None:
         while True:
             try:
-                while await self.publish_pending() == self._batch_size:
-                    pass
+                published = await self._publish_batch()
+                while published == self._batch_size:
+                    published = await self._publish_batch()
             except Exception:  # the broker or database is down: retry, never lose a row
                 log.warning("outbox relay failed, will retry", exc_info=True)
                 await asyncio.sleep(1.0)
@@ -115,13 +123,20 @@ class OutboxRelay:
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=BUSY_RETRY_SECONDS if published is None else IDLE_POLL_SECONDS
+                )
             self._wake.clear()
 
     async def publish_pending(self) -> int:
+        """Publish one batch of staged rows; how many (0 also when another instance is publishing)."""
+        return await self._publish_batch() or 0
+
+    async def _publish_batch(self) -> int | None:
+        """None: another instance holds the relay lock."""
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", AdvisoryLock.OUTBOX_RELAY):
-                return 0
+                return None
             rows = await conn.fetch(
                 "SELECT id, topic, key, event_type, event_id, value, traceparent FROM outbox ORDER BY id LIMIT $1",
                 self._batch_size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from runtime.kit import ServiceKit
 from runtime.signing import load_signer
@@ -15,6 +16,11 @@ from services.budget.lineserver import LineServer
 from services.budget.metrics import counted
 from services.budget.settings import BudgetSettings
 from services.budget.topology import LINE_TOPICS, MIGRATIONS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from runtime.outbox import Outgoing
 
 
 def line_settings(settings: BudgetSettings) -> LineSettings:
@@ -40,6 +46,12 @@ async def main() -> None:
     relay = kit.outbox_relay(pool, producer)
     # Decisions are counted from what each transaction committed, whichever path decided them.
     handlers = routes(line)
+    server = LineServer(pool, relay, line, settings.line_interval_seconds, committed=counted)
+
+    def committed(outgoing: Sequence[Outgoing]) -> None:
+        counted(outgoing)
+        server.wake()  # the batch may have put places in line
+
     kit.consume(
         "line",
         LINE_TOPICS,
@@ -47,10 +59,9 @@ async def main() -> None:
         pool=pool,
         producer=producer,
         relay=relay,
-        committed=counted,
+        committed=committed,
         read_to_end=partial(applications_read_to_end, pool, line),
     )
-    server = LineServer(pool, relay, line, settings.line_interval_seconds, committed=counted)
     kit.lifecycle.add("line-server", server.start, server.stop)
     kit.serve_http(build_api(pool, kit.commands(pool, relay, committed=counted), settings, line))
     await kit.run()

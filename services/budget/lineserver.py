@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 GAUGE_INTERVAL_SECONDS = 1.0
+# With nothing untold and nothing reserved the line has nothing to decide until an event arrives (the
+# consumer wakes it); the bound catches what another instance's consumer put in line.
+IDLE_WAIT_SECONDS = 2.0
 
 
 class LineServer:
@@ -42,26 +45,39 @@ class LineServer:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._gauges_at = 0.0
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something reached the line (an arrival, a review, a withdrawal): look at it now."""
+        self._wake.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="line-server")
 
     async def stop(self) -> None:
         self._stopping = True
+        self._wake.set()
         if self._task:
             await self._task
 
     async def _run(self) -> None:
         while not self._stopping:
+            wait = self._interval
             try:
                 if await self.tick():
                     self._relay.wake()
+                elif await store.line_is_settled(self._pool):
+                    wait = IDLE_WAIT_SECONDS
                 if time.monotonic() - self._gauges_at > GAUGE_INTERVAL_SECONDS:
                     await self.refresh_gauges()
             except Exception:
                 log.warning("line server round failed, will retry", exc_info=True)
+            if wait == self._interval:  # busy: the steady pace, not one round per consumer commit
+                await asyncio.sleep(wait)
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.sleep(self._interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            self._wake.clear()
 
     async def tick(self) -> bool:
         """One round; True if it staged events."""

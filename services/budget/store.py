@@ -213,6 +213,13 @@ async def due_for_commit(
     return [_entry(r) for r in rows]
 
 
+async def line_is_settled(conn: asyncpg.Pool) -> bool:
+    """No place waits to be decided and no reservation to be committed: only an event can change that."""
+    return not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM line WHERE (status = 'waiting' AND told_position IS NULL) OR status = 'reserved')"
+    )
+
+
 async def has_due_commits(conn: asyncpg.Pool, commit_after_seconds: float, seen_until: datetime | None) -> bool:
     if seen_until is None:
         return False

@@ -18,8 +18,17 @@ async def main() -> None:
     pool = await kit.database(MIGRATIONS)
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
-    kit.consume(settings.consumer_name, NOTICE_TOPICS, routes(), pool=pool, producer=producer, relay=relay)
     deliverer = Deliverer(pool, relay, settings)
+    # A committed batch may have made notices: the deliverer claims them now instead of at its next poll.
+    kit.consume(
+        settings.consumer_name,
+        NOTICE_TOPICS,
+        routes(),
+        pool=pool,
+        producer=producer,
+        relay=relay,
+        committed=lambda _: deliverer.wake(),
+    )
     kit.lifecycle.add("deliverer", deliverer.start, deliverer.stop)
     app = FastAPI(title="Thüringen E-Government funding: notify", version="1.0.0")
     install_problem_handlers(app)

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from services.notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)
+# The longest an idle deliverer sleeps without being woken: what a notice made outside this process
+# (another instance, the redelivery API) may wait. Polling every poll_seconds cost an idle stack a
+# claim transaction five times a second.
+IDLE_POLL_SECONDS = 2.0
 EMAIL, CALLBACK = NoticeChannel.EMAIL.value, NoticeChannel.CALLBACK.value
 
 
@@ -114,9 +118,24 @@ class Deliverer:
             except Exception:
                 log.warning("claiming notices failed, will retry", exc_info=True)
             if claimed == 0 or len(self._attempts) >= self._s.max_in_flight:
+                wait = self._s.poll_seconds if claimed else await self._until_due()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._s.poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
                 self._wake.clear()
+
+    async def _until_due(self) -> float:
+        """Nothing was claimable: sleep until the earliest pending notice comes due, within
+        [poll_seconds, IDLE_POLL_SECONDS]. New notices wake the loop (the consumer's commits), and so
+        do recorded outcomes (the next notice of an application in order); the bound catches notices
+        another instance or the redelivery API made."""
+        try:
+            due = await store.next_due(self._pool)
+        except Exception:
+            log.warning("reading the next due notice failed, will retry", exc_info=True)
+            return self._s.poll_seconds
+        if due is None:
+            return IDLE_POLL_SECONDS
+        return min(IDLE_POLL_SECONDS, max(self._s.poll_seconds, (due - datetime.now(UTC)).total_seconds()))
 
     async def _claim(self) -> int:
         room = self._s.max_in_flight - len(self._attempts)

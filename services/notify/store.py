@@ -226,6 +226,12 @@ async def claim_due(
         return await conn.fetch(CLAIM, limit, lease, email_cap, callback_cap)  # type: ignore[no-any-return]
 
 
+async def next_due(pool: asyncpg.Pool) -> datetime | None:
+    """When the earliest pending notice comes due (a retry, a lease's end); None when none is pending."""
+    due: datetime | None = await pool.fetchval("SELECT min(next_attempt_at) FROM notices WHERE status = 'pending'")
+    return due
+
+
 async def record_deliveries(conn: asyncpg.Connection, notice_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Attempt counts of the notices now delivered; one missing was recorded by another instance
     already (possible only after its lease ran out)."""

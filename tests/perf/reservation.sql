@@ -3,8 +3,8 @@
 BEGIN;
 SELECT pg_advisory_xact_lock(7316010);
 INSERT INTO processed_events (consumer, event_id) VALUES ('bench', 'e-' || :n || '-' || :client_id);
-INSERT INTO line (application_id, ready_at, received_at, category, funding, rules_version, cause_event_id)
-  VALUES ('A-' || :n || '-' || :client_id, now(), now(), 'dms_eservices', '{"2040": 100}', 'v', 'e');
+INSERT INTO line (application_id, place_at, ready_at, received_at, category, funding, rules_version, cause_event_id)
+  VALUES ('A-' || :n || '-' || :client_id, now(), now(), now(), 'dms_eservices', '{"2040": 100}', 'v', 'e');
 UPDATE pots SET available_cents = available_cents - 100, reserved_cents = reserved_cents + 100 WHERE fiscal_year = 2040;
 INSERT INTO reservations (application_id, fiscal_year, amount_cents, status, ready_at)
   VALUES ('A-' || :n || '-' || :client_id, 2040, 100, 'reserved', now());
