@@ -57,7 +57,7 @@ async def main() -> None:
     kit.consume("categories", CATEGORY_TOPICS, CATEGORY_ROUTES, pool=pool, producer=producer)
     withdrawals = Withdrawals(pool, publisher, submissions.patience)
     # Documents live in intake's own database by default; another DocumentStore (an S3-compatible one) fits here.
-    uploads = Uploads(pool, PostgresDocuments(pool), rules.documents)
+    uploads = Uploads(pool, PostgresDocuments(pool), rules.documents, relay)
     intake = Intake(pool, Portals(pool, settings), submissions, withdrawals, settings, uploads)
     kit.serve_http(build_api(intake))
     await kit.run()

@@ -89,6 +89,6 @@ class Fingerprint:
         return None
 
 
-def outstanding(announced: Sequence[Attachment], arrived: Collection[int]) -> list[int]:
+def outstanding(announced: Sequence[object], arrived: Collection[int]) -> list[int]:
     """The announced attachments (by position) that have not arrived yet; none left means complete."""
     return [n for n in range(len(announced)) if n not in arrived]

@@ -472,18 +472,31 @@ async def announcement(conn: Db, application_id: str, portal_id: str) -> asyncpg
     )
 
 
-async def record_arrival(conn: Db, application_id: str, attachment: int, digest: str, at: datetime) -> datetime:
-    """The time the attachment first arrived: a repeated upload keeps the first one."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "WITH new AS (INSERT INTO attachment_arrivals (application_id, attachment, digest, arrived_at)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING arrived_at)"
-        " SELECT arrived_at FROM new UNION ALL"
-        " SELECT arrived_at FROM attachment_arrivals WHERE application_id = $1 AND attachment = $2 LIMIT 1",
+async def lock_announcement(conn: asyncpg.Connection, application_id: str) -> None:
+    """Serialises the arrivals of one application until the transaction ends: exactly one of them is the last."""
+    await conn.execute("SELECT 1 FROM application_status WHERE application_id = $1 FOR UPDATE", application_id)
+
+
+async def record_arrival(
+    conn: asyncpg.Connection, application_id: str, attachment: int, digest: str, at: datetime
+) -> tuple[datetime, bool]:
+    """The time the attachment first arrived, and whether that is now: a repeated upload keeps the first."""
+    inserted = await conn.fetchval(
+        "INSERT INTO attachment_arrivals (application_id, attachment, digest, arrived_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING RETURNING arrived_at",
         application_id,
         attachment,
         digest,
         at,
     )
+    if inserted is not None:
+        return inserted, True
+    first = await conn.fetchval(
+        "SELECT arrived_at FROM attachment_arrivals WHERE application_id = $1 AND attachment = $2",
+        application_id,
+        attachment,
+    )
+    return first, False
 
 
 async def arrivals(conn: Db, application_id: str) -> list[asyncpg.Record]:

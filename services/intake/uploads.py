@@ -9,25 +9,34 @@ answer (the first arrival time); other bytes cannot match the announced digest, 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runtime.outbox import Outgoing, stage
 from runtime.problems import Problem
 from schemas.application import Attachment
+from schemas.envelope import Envelope
+from schemas.events import ApplicationCompleted
+from schemas.topics import APPLICATIONS
 from services.intake import store
-from services.intake.documents import Fingerprint, Mismatch, Refusal, before_reading
+from services.intake.documents import Fingerprint, Mismatch, Refusal, before_reading, outstanding
 from services.intake.domain import STATUS_RANK
 from services.intake.policy import FINAL_RANK
+from services.intake.submission import SOURCE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     import asyncpg
 
+    from runtime.outbox import OutboxRelay
     from schemas.rules import DocumentRules
     from services.intake.documents_store import DocumentStore
     from services.intake.policy import PortalAccess
 
+# application.completed has an event id derived from the application: however it is reached, once.
+COMPLETED_IDS = uuid.UUID("0f3b2f6e-5d0c-4a55-9f6a-3c1d2e7b8a15")
 STATUS_OF = {
     Mismatch.MEDIA_TYPE_NOT_ALLOWED: 415,
     Mismatch.MEDIA_TYPE_MISMATCH: 415,
@@ -56,12 +65,13 @@ class Uploads:
         pool: asyncpg.Pool,
         documents: DocumentStore,
         rules: DocumentRules,
+        relay: OutboxRelay | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.pool, self.documents, self.rules, self.clock = pool, documents, rules, clock
+        self.pool, self.documents, self.rules, self.relay, self.clock = pool, documents, rules, relay, clock
 
     async def announced(self, portal: PortalAccess, application_id: str, attachment: int) -> Attachment:
-        """The announcement the upload must match; another portal's application is not found."""
+        """The attachment the upload must match; another portal's application is not found."""
         row = await store.announcement(self.pool, application_id, portal.portal_id)
         if row is None:
             raise Problem(404, "application.not_found", "No such application for this portal")
@@ -86,7 +96,7 @@ class Uploads:
         if refusal:
             raise refused(refusal)
         await self.store(announced, body)
-        arrived_at = await self.arrival(application_id, attachment, announced.digest)
+        arrived_at = await self.arrival(portal, application_id, attachment, announced.digest)
         return {
             "application_id": application_id,
             "attachment": attachment,
@@ -110,8 +120,34 @@ class Uploads:
             if refusal:
                 raise refused(refusal)
 
-    async def arrival(self, application_id: str, attachment: int, digest: str) -> datetime:
-        arrived_at = await store.record_arrival(self.pool, application_id, attachment, digest, self.clock())
-        if arrived_at is None:  # a concurrent upload of the same attachment committed meanwhile
-            arrived_at = await store.record_arrival(self.pool, application_id, attachment, digest, self.clock())
+    async def arrival(self, portal: PortalAccess, application_id: str, attachment: int, digest: str) -> datetime:
+        """Records the arrival; the one that leaves nothing outstanding stages ``application.completed``
+        in the same transaction, so the application is complete exactly once, at that time."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_announcement(conn, application_id)
+            arrived_at, new = await store.record_arrival(conn, application_id, attachment, digest, self.clock())
+            completed = await self.completion(conn, portal, application_id, arrived_at) if new else None
+            if completed:
+                await stage(conn, [completed])
+        if completed and self.relay:
+            self.relay.wake()
         return arrived_at
+
+    async def completion(
+        self, conn: asyncpg.Connection, portal: PortalAccess, application_id: str, at: datetime
+    ) -> Outgoing | None:
+        row = await store.announcement(conn, application_id, portal.portal_id)
+        announced = json.loads(row["attachments"]) if row else []
+        arrived = {r["attachment"] for r in await store.arrivals(conn, application_id)}
+        if outstanding(announced, arrived):
+            return None
+        event = ApplicationCompleted(application_id=application_id, completed_at=at, attachments=len(announced))
+        envelope = Envelope.wrap(
+            event,
+            source=SOURCE,
+            subject=application_id,
+            actor=f"portal:{portal.portal_id}",
+            event_id=str(uuid.uuid5(COMPLETED_IDS, application_id)),
+            time=at,
+        )
+        return Outgoing(APPLICATIONS, application_id, envelope)

@@ -10,15 +10,19 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from schemas.envelope import Envelope
+from schemas.events import ApplicationCompleted
+from schemas.topics import APPLICATIONS
 from services.intake.documents_store import CHUNK_BYTES, PostgresDocuments
 from tests.integration import test_intake_api as intake_api
-from tests.integration.test_intake_api import BASE_URL, IntakeProcess, auth
+from tests.integration.test_intake_api import BASE_URL, IntakeProcess, auth, records
 from tests.support import attachment_bytes, sample_application, upload_attachments
 
 pytestmark = pytest.mark.integration
@@ -98,6 +102,28 @@ async def headers_only(path: str, token: str, content_length: int) -> tuple[int,
         writer.close()
 
 
+async def completions(intake: IntakeProcess, application_id: str) -> list[Envelope]:
+    """The application.completed events of the application on the topic, waiting a little for the first."""
+    key = application_id.encode()
+    seen = await records(
+        intake.kafka, APPLICATIONS, lambda rs: any(r.key == key and b"completed" in r.value for r in rs)
+    )
+    envelopes = [Envelope.from_bytes(r.value) for r in seen if r.key == key]
+    return [e for e in envelopes if e.is_a(ApplicationCompleted)]
+
+
+async def timeline_types(http: httpx.AsyncClient, token: str, application_id: str) -> list[str]:
+    """The status view's timeline once it shows the completion (it is a projection: it may lag)."""
+    types: list[str] = []
+    for _ in range(50):
+        status = await http.get(f"/v1/applications/{application_id}", headers=auth(token))
+        types = [entry["type"] for entry in status.json()["timeline"]]
+        if ApplicationCompleted.event_type in types:
+            break
+        await asyncio.sleep(0.2)
+    return types
+
+
 async def test_the_demo_attachments_arrive_verified_and_a_repeat_gets_the_same_answer(
     intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
 ) -> None:
@@ -113,6 +139,14 @@ async def test_the_demo_attachments_arrive_verified_and_a_repeat_gets_the_same_a
     assert [a["kind"] for a in first] == ["cost_plan", "project_description"]
     for attachment in application["attachments"]:
         assert await stored(intake.dsn, attachment["digest"]) == (1, 1)
+    # Complete once, when the last attachment arrived, however often the uploads are repeated.
+    completed = await completions(intake, application_id)
+    assert len(completed) == 1
+    event = completed[0].payload(ApplicationCompleted)
+    last_arrival = datetime.fromisoformat(first[-1]["arrived_at"])
+    assert event.completed_at == last_arrival == completed[0].time
+    assert event.attachments == 2
+    assert ApplicationCompleted.event_type in await timeline_types(http, tokens["portal-a"], application_id)
 
 
 async def test_a_document_of_several_chunks_is_stored_once_and_read_back_whole(
