@@ -74,6 +74,17 @@ class ApplicationWithdrawn(Event):
     reason: str | None = None
 
 
+class ApplicationCompleted(Event):
+    """Every attachment the application announced has arrived and matched its announcement."""
+
+    event_type = "application.completed.v1"
+    application_id: ApplicationId
+    completed_at: AwareDatetime = Field(
+        description="When the last announced attachment arrived: the application's place in line builds on it"
+    )
+    attachments: Annotated[int, Field(ge=0, description="How many attachments the application announced")]
+
+
 # --- review -----------------------------------------------------------------
 
 

@@ -85,11 +85,11 @@ SUBMISSIONS = Topic(
 APPLICATIONS = Topic(
     name="egov.applications.v1",
     key="application_id",
-    event_types=(ev.ApplicationReceived, ev.ApplicationRejected, ev.ApplicationWithdrawn),
+    event_types=(ev.ApplicationReceived, ev.ApplicationRejected, ev.ApplicationWithdrawn, ev.ApplicationCompleted),
     writer="intake",
     # statistics: category, district and applicant kind of each application (decisions do not carry them).
     readers=("intake", "review", "budget", "notify", "statistics"),
-    description="Applications accepted, rejected at intake, or withdrawn.",
+    description="Applications accepted, complete (all announced attachments arrived), rejected at intake, withdrawn.",
 )
 REVIEWS = Topic(
     name="egov.reviews.v1",

@@ -343,6 +343,34 @@ def sample_application(ags: str | None = None, **project: Any) -> dict[str, Any]
     return application
 
 
+DEMO_DIR = REPO / "deploy" / "demo"
+
+
+def attachment_bytes(attachment: dict[str, Any]) -> bytes:
+    """The bytes of a demo attachment (deploy/demo/<file_name>): they match the demo's announcement."""
+    return (DEMO_DIR / str(attachment["file_name"])).read_bytes()
+
+
+async def upload_attachments(
+    application_id: str, application: dict[str, Any], token: str, base_url: str | None = None
+) -> list[dict[str, Any]]:
+    """Upload every attachment ``application`` announces (the demo's files), as a portal does after
+    its submission; returns intake's answers. Review waits for them: an application is complete
+    only once every announced attachment arrived."""
+    base = base_url or intake_url("")
+    answers = []
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        for n, attachment in enumerate(application.get("attachments", [])):
+            response = await http.put(
+                f"/v1/applications/{application_id}/attachments/{n}",
+                content=attachment_bytes(attachment),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": attachment["media_type"]},
+            )
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+    return answers
+
+
 async def open_fiscal_year(year: int, pot_cents: int) -> int:
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.post(

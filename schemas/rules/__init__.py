@@ -43,6 +43,25 @@ class Category(BaseModel):
         return self
 
 
+class DocumentRules(BaseModel):
+    """What a portal may upload and how long an application may wait for its documents."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Formats a caseworker can open; an announced attachment of another type is refused at upload.
+    allowed_media_types: Annotated[list[str], Field(min_length=1)] = [
+        "application/pdf",
+        "image/jpeg",
+        "image/png",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.oasis.opendocument.spreadsheet",
+    ]
+    # An application still missing announced attachments this many days after receipt expires.
+    complete_within_days: Annotated[int, Field(ge=1, le=365)] = 14
+    # A document request left unanswered this many days expires the application.
+    answer_within_days: Annotated[int, Field(ge=1, le=365)] = 14
+
+
 class Rules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -55,6 +74,7 @@ class Rules(BaseModel):
     four_eyes_above_cents: Annotated[int, Field(gt=0)]
     allowed_applicant_kinds: list[ApplicantKind]
     categories: Annotated[list[Category], Field(min_length=1)]
+    documents: DocumentRules = DocumentRules()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -23,6 +23,7 @@ from runtime.problems import Problem, install_problem_handlers
 from schemas.events import ProblemItem
 from services.intake import store
 from services.intake.auth import Portals
+from services.intake.documents_api import add_document_routes
 from services.intake.domain import pointer
 from services.intake.metrics import count_refused
 from services.intake.models import (
@@ -37,6 +38,7 @@ from services.intake.openapi import DESCRIPTION
 from services.intake.policy import PortalAccess
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
+from services.intake.uploads import Uploads
 from services.intake.withdrawals import Withdrawals, not_found
 
 JSON = "application/json"
@@ -53,6 +55,7 @@ class Intake:
     submissions: Submissions
     withdrawals: Withdrawals
     settings: IntakeSettings
+    uploads: Uploads
 
 
 async def read_body(request: Request, max_bytes: int, *, required: bool = True) -> bytes:
@@ -264,5 +267,6 @@ def build_api(intake: Intake) -> FastAPI:
         answer = await intake.withdrawals.withdraw(portal, application_id, reason)
         return JSONResponse(answer, status_code=202)
 
+    add_document_routes(app, lambda: intake.uploads, portal, problems)
     serve(app, DESCRIPTION)
     return app

@@ -8,12 +8,14 @@ from runtime.kit import ServiceKit
 from schemas.rules import load_rules
 from services.intake.api import Intake, build_api
 from services.intake.auth import Portals
+from services.intake.documents_store import PostgresDocuments
 from services.intake.handlers import CATEGORY_ROUTES, STATUS_ROUTES, ingress_routes
 from services.intake.metrics import KAFKA_INGRESS_COMMITTED
 from services.intake.publisher import BoundedPublisher
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Submissions
 from services.intake.topology import CATEGORY_TOPICS, MIGRATIONS, STATUS_TOPICS, SUBMISSION_TOPICS
+from services.intake.uploads import Uploads
 from services.intake.withdrawals import Withdrawals
 
 if TYPE_CHECKING:
@@ -54,5 +56,8 @@ async def main() -> None:
     kit.consume(settings.status_view, STATUS_TOPICS, STATUS_ROUTES, pool=pool, producer=producer)
     kit.consume("categories", CATEGORY_TOPICS, CATEGORY_ROUTES, pool=pool, producer=producer)
     withdrawals = Withdrawals(pool, publisher, submissions.patience)
-    kit.serve_http(build_api(Intake(pool, Portals(pool, settings), submissions, withdrawals, settings)))
+    # Documents live in intake's own database by default; another DocumentStore (an S3-compatible one) fits here.
+    uploads = Uploads(pool, PostgresDocuments(pool), rules.documents, relay)
+    intake = Intake(pool, Portals(pool, settings), submissions, withdrawals, settings, uploads)
+    kit.serve_http(build_api(intake))
     await kit.run()

@@ -182,6 +182,7 @@ PROJECTIONS: dict[type[Event], Projection] = {
     ev.FundsReleased: lambda p: (None, {"fiscal_year": p.fiscal_year, "reason": p.reason, "earmarked": p.earmarked}),
     ev.ApplicationDecided: lambda p: (p.decision.value, {"amount_cents": p.amount_cents, "reasons": p.reasons}),
     ev.ApplicationWithdrawn: lambda p: ("withdrawn", {}),
+    ev.ApplicationCompleted: lambda p: (None, {"attachments": p.attachments}),
     ev.NotificationDelivered: lambda p: (None, {"notice_type": p.notice_type, "channel": p.channel.value}),
 }
 

@@ -155,6 +155,7 @@ class StatusRow:
     amount_cents: int
     received_at: datetime
     fiscal_years: list[int]
+    attachments: str  # the announcement as JSON (migration 007): what an upload is checked against
 
     @classmethod
     def of(cls, event: ApplicationReceived) -> StatusRow:
@@ -167,6 +168,7 @@ class StatusRow:
             amount_cents=project.requested_amount_cents,
             received_at=event.received_at,
             fiscal_years=fiscal_years(event.application),
+            attachments=json.dumps([a.model_dump(mode="json") for a in event.application.attachments]),
         )
 
     def values(self) -> tuple[Any, ...]:
@@ -179,13 +181,14 @@ class StatusRow:
             self.received_at,
             self.fiscal_years,
             STATUS_RANK["received"],
+            self.attachments,
         )
 
 
 _INSERT_STATUS = (
     "INSERT INTO application_status (application_id, portal_id, applicant_ags, category, amount_cents,"
-    " received_at, fiscal_years, status, status_rank, updated_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $6) ON CONFLICT (application_id) DO NOTHING"
+    " received_at, fiscal_years, status, status_rank, updated_at, attachments)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $6, $9) ON CONFLICT (application_id) DO NOTHING"
 )
 
 
@@ -201,14 +204,14 @@ class Accepted:
 _RECORD_ACCEPTED = """
 WITH rows AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
-                         $7::text[], $8::text[], $9::jsonb[])
+                         $7::text[], $8::text[], $9::jsonb[], $11::jsonb[])
         AS r(application_id, portal_id, applicant_ags, category, amount_cents, received_at, fiscal_years,
-             idempotency_key, response)
+             idempotency_key, response, attachments)
 ), status AS (
     INSERT INTO application_status (application_id, portal_id, applicant_ags, category, amount_cents, received_at,
-                                    fiscal_years, status, status_rank, updated_at)
+                                    fiscal_years, status, status_rank, updated_at, attachments)
     SELECT application_id, portal_id, applicant_ags, category, amount_cents, received_at, fiscal_years::int[],
-           'received', $10, received_at FROM rows
+           'received', $10, received_at, attachments FROM rows
     ON CONFLICT (application_id) DO NOTHING
 ), claims AS (
     DELETE FROM pending_claims WHERE application_id IN (SELECT application_id FROM rows)
@@ -236,6 +239,7 @@ async def record_accepted(conn: Db, accepted: Sequence[Accepted]) -> list[None]:
         [a.key for a in ordered],
         [json.dumps(a.response) for a in ordered],
         STATUS_RANK["received"],
+        [r.attachments for r in rows],
     )
     await retry_deadlocks(lambda: conn.execute(_RECORD_ACCEPTED, *arguments))
     return [None] * len(accepted)
@@ -453,4 +457,50 @@ async def withdrawal_state(conn: Db, application_id: str, portal_id: str) -> asy
 async def release_withdrawal(conn: Db, application_id: str) -> None:
     await conn.execute(
         "UPDATE application_status SET withdrawal_requested_at = NULL WHERE application_id = $1", application_id
+    )
+
+
+# --- attachments (migration 007) -----------------------------------------------------------------
+
+
+async def announcement(conn: Db, application_id: str, portal_id: str) -> asyncpg.Record | None:
+    """The announced attachments and the status of one of the portal's applications."""
+    return await conn.fetchrow(
+        "SELECT attachments, status FROM application_status WHERE application_id = $1 AND portal_id = $2",
+        application_id,
+        portal_id,
+    )
+
+
+async def lock_announcement(conn: asyncpg.Connection, application_id: str) -> None:
+    """Serialises the arrivals of one application until the transaction ends: exactly one of them is the last."""
+    await conn.execute("SELECT 1 FROM application_status WHERE application_id = $1 FOR UPDATE", application_id)
+
+
+async def record_arrival(
+    conn: asyncpg.Connection, application_id: str, attachment: int, digest: str, at: datetime
+) -> tuple[datetime, bool]:
+    """The time the attachment first arrived, and whether that is now: a repeated upload keeps the first."""
+    inserted = await conn.fetchval(
+        "INSERT INTO attachment_arrivals (application_id, attachment, digest, arrived_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING RETURNING arrived_at",
+        application_id,
+        attachment,
+        digest,
+        at,
+    )
+    if inserted is not None:
+        return inserted, True
+    first = await conn.fetchval(
+        "SELECT arrived_at FROM attachment_arrivals WHERE application_id = $1 AND attachment = $2",
+        application_id,
+        attachment,
+    )
+    return first, False
+
+
+async def arrivals(conn: Db, application_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(  # type: ignore[no-any-return]
+        "SELECT attachment, digest, arrived_at FROM attachment_arrivals WHERE application_id = $1 ORDER BY attachment",
+        application_id,
     )

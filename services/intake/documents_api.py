@@ -1,0 +1,102 @@
+"""The portal API's document routes: upload an announced attachment (``Uploads`` does the work)."""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Request
+from pydantic import BaseModel, ConfigDict
+
+from runtime.problems import Problem
+from services.intake.metrics import count_refused
+from services.intake.policy import PortalAccess
+
+if TYPE_CHECKING:
+    from services.intake.uploads import Uploads
+
+ATTACHMENTS_MAX = 50  # FundingApplication.attachments
+
+
+class AttachmentReceipt(BaseModel):
+    """An announced attachment that arrived and matched its announcement."""
+
+    model_config = ConfigDict(frozen=True)
+
+    application_id: str
+    attachment: int
+    file_name: str
+    kind: str
+    media_type: str
+    size_bytes: int
+    digest: str
+    arrived_at: datetime
+
+
+UPLOAD_PROBLEMS = {
+    404: "No such application for this portal (another portal's application looks the same), "
+    "or no attachment announced at this position",
+    409: "`application.closed`: the application is decided or withdrawn",
+    413: "`document.too_large`: more bytes than announced (Content-Length or the body itself)",
+    415: "`document.media_type_not_allowed` (the rules file does not accept the announced type) or "
+    "`document.media_type_mismatch` (Content-Type is not the announced media type)",
+    422: "`document.size_mismatch` or `document.digest_mismatch`: the bytes are not the announced ones; "
+    "nothing was stored",
+}
+
+
+def content_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    if not declared.isdigit():
+        raise Problem(400, "request.bad", "Content-Length is not a number")
+    return int(declared)
+
+
+def add_document_routes(
+    app: FastAPI,
+    uploads: "Callable[[], Uploads]",
+    portal: Callable[..., Awaitable[PortalAccess]],
+    problems: Callable[[dict[int, str]], dict[int | str, dict[str, Any]]],
+) -> None:
+    """``portal`` is the API's authentication dependency; ``uploads`` is read per request, so the
+    OpenAPI document can be built without a running service."""
+    Portal = Annotated[PortalAccess, Depends(portal)]
+
+    @app.put(
+        "/v1/applications/{application_id}/attachments/{attachment}",
+        summary="Upload an announced attachment",
+        description="The body is the attachment's bytes, streamed; `attachment` is its position in the "
+        "application's `attachments` (from 0). Content-Type must be the announced media type, which the "
+        "rules file must accept; size and digest must be the announced ones, else nothing is stored. "
+        "Repeating an upload with the same bytes gets the same answer. An application is complete once "
+        "every announced attachment arrived.",
+        responses={
+            200: {"model": AttachmentReceipt, "description": "Arrived and verified (a repeat: the same answer)"},
+            **problems(UPLOAD_PROBLEMS),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
+    async def upload_attachment(
+        application_id: str,
+        attachment: Annotated[int, Path(ge=0, lt=ATTACHMENTS_MAX)],
+        request: Request,
+        portal: Portal,
+    ) -> AttachmentReceipt:
+        from services.intake.api import plausible_id  # the API module imports this one
+
+        if not plausible_id(application_id):
+            raise Problem(404, "application.not_found", "No such application for this portal")
+        headers = (request.headers.get("content-type"), content_length(request))
+        try:
+            receipt = await uploads().receive(portal, application_id, attachment, headers, request.stream())
+        except Problem as problem:
+            count_refused("http", problem.code)
+            raise
+        return AttachmentReceipt.model_validate(receipt)

@@ -1,0 +1,153 @@
+"""A portal uploads an announced attachment: streamed into the documents store, checked on the way.
+
+The bytes go to the store a chunk at a time while they are counted and hashed; a mismatch with the
+announcement (media type, size, digest) raises inside the store's writer, so nothing is kept. Only
+a document that matched is recorded as the attachment's arrival. The same bytes again get the same
+answer (the first arrival time); other bytes cannot match the announced digest, so they are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from runtime.outbox import Outgoing, stage
+from runtime.problems import Problem
+from schemas.application import Attachment
+from schemas.envelope import Envelope
+from schemas.events import ApplicationCompleted
+from schemas.topics import APPLICATIONS
+from services.intake import store
+from services.intake.documents import Fingerprint, Mismatch, Refusal, before_reading, outstanding
+from services.intake.domain import STATUS_RANK
+from services.intake.policy import FINAL_RANK
+from services.intake.submission import SOURCE
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    import asyncpg
+
+    from runtime.outbox import OutboxRelay
+    from schemas.rules import DocumentRules
+    from services.intake.documents_store import DocumentStore
+    from services.intake.policy import PortalAccess
+
+# application.completed has an event id derived from the application: however it is reached, once.
+COMPLETED_IDS = uuid.UUID("0f3b2f6e-5d0c-4a55-9f6a-3c1d2e7b8a15")
+STATUS_OF = {
+    Mismatch.MEDIA_TYPE_NOT_ALLOWED: 415,
+    Mismatch.MEDIA_TYPE_MISMATCH: 415,
+    Mismatch.TOO_LARGE: 413,
+    Mismatch.SIZE_MISMATCH: 422,
+    Mismatch.DIGEST_MISMATCH: 422,
+}
+
+
+def refused(refusal: Refusal) -> Problem:
+    return Problem(
+        STATUS_OF[refusal.mismatch],
+        refusal.mismatch.value,
+        "The upload is not the announced attachment",
+        refusal.detail,
+    )
+
+
+def not_announced() -> Problem:
+    return Problem(404, "attachment.not_found", "No such attachment announced by this portal's application")
+
+
+class Uploads:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        documents: DocumentStore,
+        rules: DocumentRules,
+        relay: OutboxRelay | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.pool, self.documents, self.rules, self.relay, self.clock = pool, documents, rules, relay, clock
+
+    async def announced(self, portal: PortalAccess, application_id: str, attachment: int) -> Attachment:
+        """The attachment the upload must match; another portal's application is not found."""
+        row = await store.announcement(self.pool, application_id, portal.portal_id)
+        if row is None:
+            raise Problem(404, "application.not_found", "No such application for this portal")
+        announced = json.loads(row["attachments"])
+        if not 0 <= attachment < len(announced):
+            raise not_announced()
+        if STATUS_RANK[row["status"]] >= FINAL_RANK:
+            raise Problem(409, "application.closed", "The application is decided or withdrawn: no more uploads")
+        return Attachment.model_validate(announced[attachment])
+
+    async def receive(
+        self,
+        portal: PortalAccess,
+        application_id: str,
+        attachment: int,
+        headers: tuple[str | None, int | None],
+        body: AsyncIterator[bytes],
+    ) -> dict[str, Any]:
+        """``headers`` are the request's Content-Type and Content-Length (None if absent)."""
+        announced = await self.announced(portal, application_id, attachment)
+        refusal = before_reading(announced, *headers, self.rules.allowed_media_types)
+        if refusal:
+            raise refused(refusal)
+        await self.store(announced, body)
+        arrived_at = await self.arrival(portal, application_id, attachment, announced.digest)
+        return {
+            "application_id": application_id,
+            "attachment": attachment,
+            "file_name": announced.file_name,
+            "kind": announced.kind,
+            "media_type": announced.media_type,
+            "size_bytes": announced.size_bytes,
+            "digest": announced.digest,
+            "arrived_at": arrived_at.isoformat(),
+        }
+
+    async def store(self, announced: Attachment, body: AsyncIterator[bytes]) -> None:
+        fingerprint = Fingerprint(announced)
+        async with self.documents.storing(announced.digest) as writer:
+            async for data in body:
+                refusal = fingerprint.add(data)
+                if refusal:
+                    raise refused(refusal)  # the writer rolls back: nothing stored
+                await writer.write(data)
+            refusal = fingerprint.verdict()
+            if refusal:
+                raise refused(refusal)
+
+    async def arrival(self, portal: PortalAccess, application_id: str, attachment: int, digest: str) -> datetime:
+        """Records the arrival; the one that leaves nothing outstanding stages ``application.completed``
+        in the same transaction, so the application is complete exactly once, at that time."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_announcement(conn, application_id)
+            arrived_at, new = await store.record_arrival(conn, application_id, attachment, digest, self.clock())
+            completed = await self.completion(conn, portal, application_id, arrived_at) if new else None
+            if completed:
+                await stage(conn, [completed])
+        if completed and self.relay:
+            self.relay.wake()
+        return arrived_at
+
+    async def completion(
+        self, conn: asyncpg.Connection, portal: PortalAccess, application_id: str, at: datetime
+    ) -> Outgoing | None:
+        row = await store.announcement(conn, application_id, portal.portal_id)
+        announced = json.loads(row["attachments"]) if row else []
+        arrived = {r["attachment"] for r in await store.arrivals(conn, application_id)}
+        if outstanding(announced, arrived):
+            return None
+        event = ApplicationCompleted(application_id=application_id, completed_at=at, attachments=len(announced))
+        envelope = Envelope.wrap(
+            event,
+            source=SOURCE,
+            subject=application_id,
+            actor=f"portal:{portal.portal_id}",
+            event_id=str(uuid.uuid5(COMPLETED_IDS, application_id)),
+            time=at,
+        )
+        return Outgoing(APPLICATIONS, application_id, envelope)
