@@ -4,6 +4,8 @@
   the driver wrote on domain topics, which it must report, each of them;
 - every accepted application (a 202) is on the log, and is decided, withdrawn or in progress (the
   audit says which are in progress, and that none is decided twice);
+- every notice was delivered and arrived (mail server, portal endpoint), and a notice that arrived
+  twice arrived with the same content both times;
 - the budget database holds exactly the reservations the log's budget events leave active, no
   application holds two, and no pot has more reserved and committed than it holds;
 - every poison record that must be dead-lettered is in the dead-letter topic of every service that
@@ -18,6 +20,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -41,8 +44,10 @@ from tests.support import REPO, as_principal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+    from email.message import Message
 
     from tests.faults.driver import Outcome
+    from tests.faults.receiver import CallbackReceiver
     from tests.support import ServiceDatabase
 
 DEAD_LETTERED = {PoisonKind.GARBAGE, PoisonKind.NULL_VALUE, PoisonKind.WRONG_KEY, PoisonKind.NEAR_LIMIT}
@@ -114,8 +119,20 @@ def audit_verify(kafka: KafkaAccess) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+@dataclass(frozen=True)
+class Deliveries:
+    """What reached the portal's endpoint and the mail server during the run."""
+
+    callbacks: CallbackReceiver
+    mails: list[Message]
+
+
 async def check(
-    kafka: KafkaAccess, databases: dict[str, ServiceDatabase], outcome: Outcome, ports: dict[str, int]
+    kafka: KafkaAccess,
+    databases: dict[str, ServiceDatabase],
+    outcome: Outcome,
+    ports: dict[str, int],
+    deliveries: Deliveries,
 ) -> list[str]:
     problems: list[str] = []
     report = audit_verify(kafka)
@@ -140,6 +157,7 @@ async def check(
         elif not decided[app_id] and app_id not in withdrawn and app_id not in in_progress:
             problems.append(f"accepted application {app_id} is neither decided, withdrawn nor in progress")
     problems += await budget_matches_log(databases["budget"].runtime, history)
+    problems += await notices_delivered_once(databases["notify"].runtime, deliveries)
     problems += await poison_dead_lettered(kafka, outcome)
     problems += await nothing_behind(ports)
     return problems
@@ -177,6 +195,28 @@ async def budget_matches_log(dsn: str, history: list[Any]) -> list[str]:
     return problems
 
 
+async def notices_delivered_once(dsn: str, deliveries: Deliveries) -> list[str]:
+    """None lost: every notice delivered, and what notify counts as delivered did arrive. None changed:
+    a notice that arrived twice (a crash or a stalled answer) came with the same content."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT notice_id::text AS id, channel, status FROM notices")
+    finally:
+        await conn.close()
+    mails: dict[str, set[str]] = {}
+    for mail in deliveries.mails:
+        body = mail.get_body(("plain",)) if isinstance(mail, EmailMessage) else None
+        mails.setdefault(str(mail["X-Notice-Id"]), set()).add(body.get_content() if body else "")
+    problems = [f"notice {r['id']} ({r['channel']}) ended {r['status']}" for r in rows if r["status"] != "delivered"]
+    for r in rows:
+        arrived = r["id"] in (deliveries.callbacks.accepted if r["channel"] == "callback" else mails)
+        if r["status"] == "delivered" and not arrived:
+            problems.append(f"notice {r['id']} ({r['channel']}) counted as delivered but never arrived")
+    twice = {**{i: len(b) for i, b in deliveries.callbacks.bodies.items()}, **{i: len(b) for i, b in mails.items()}}
+    problems += [f"notice {i} arrived {n} times with different content" for i, n in twice.items() if n > 1]
+    return problems
+
+
 async def poison_dead_lettered(kafka: KafkaAccess, outcome: Outcome) -> list[str]:
     origins = {service: await dead_letter_origins(kafka, service) for service in SERVICES}
     return [
@@ -189,11 +229,12 @@ async def poison_dead_lettered(kafka: KafkaAccess, outcome: Outcome) -> list[str
 
 
 async def nothing_behind(ports: dict[str, int]) -> list[str]:
+    """Every instance's consumers at the end of their partitions."""
     problems = []
     async with httpx.AsyncClient(timeout=5) as http:
-        for service in SERVICES:
-            text = (await http.get(f"http://127.0.0.1:{ports[service]}/metrics")).text
+        for instance, port in ports.items():
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
             for line in text.splitlines():
                 if line.startswith("egov_consumer_lag{") and float(line.rsplit(" ", 1)[1]) > 0:
-                    problems.append(f"{service} is behind: {line}")
+                    problems.append(f"{instance} is behind: {line}")
     return problems
