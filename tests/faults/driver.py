@@ -512,10 +512,10 @@ async def one_run(
     try:
         await run.set_up()
         await run.drive()
-        settled = await run.settle()
+        settled = await run.settle(args.settle_seconds)
         for line in run.outcome.faults:
             print(f"  fault {line}")
-        problems = [] if settled else ["the pipeline did not settle within 240 s"]
+        problems = [] if settled else [f"the pipeline did not settle within {args.settle_seconds} s"]
         ports = {name: run.services.port_of(name) for name in run.instances}
         deliveries = checks.Deliveries(run.receiver, sink.messages, run.late_arrivals())
         problems += await checks.check(run.kafka, run.databases, run.outcome, ports, deliveries)
@@ -593,6 +593,7 @@ def main(argv: list[str]) -> int:
     cli.add_argument("--applications", type=int, default=60)
     cli.add_argument("--faults", type=int, default=4)
     cli.add_argument("--slot", type=int, default=int(os.environ.get("EGOV_TEST_SLOT", "9")))
+    cli.add_argument("--settle-seconds", type=float, default=240, help="how long the pipeline may take to go quiet")
     cli.add_argument("--fault", type=given_fault, action="append", help=given_fault.__doc__)
     cli.add_argument("--mutant", choices=MUTANTS, help="run with a broken guarantee: the checks must fail")
     return asyncio.run(main_async(cli.parse_args(argv)))
