@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import PrivateAttr, ValidationError
 
+from runtime.crashpoints import crash_point
 from runtime.db import TRANSIENT_ERRORS
 from runtime.deadletters import send_dead_letter
 from runtime.kafka import stop_within
@@ -270,6 +271,7 @@ class TransactionalConsumer:
             return
         self._unfinished = {tp: records[0].offset for tp, records in batch.items() if records}
         await self._process_batch([r for records in batch.values() for r in records])
+        crash_point("consumer.after_commit")
         try:
             await self._consumer.commit()
         except (CommitFailedError, IllegalStateError):

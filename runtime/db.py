@@ -26,7 +26,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A pooled connection the server dropped mid-statement (a database crash), reused before the pool
+    # noticed: "cannot switch to state ...". The fault suite found it answering 500 instead of 503.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,  # "terminating connection due to unexpected postmaster exit"
+    asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from runtime.crashpoints import crash_point
 from runtime.kafka import event_headers
 from runtime.locks import AdvisoryLock
 from runtime.metrics import EVENTS_PRODUCED, OUTBOX_PENDING
@@ -154,6 +155,7 @@ class OutboxRelay:
                 for r in rows
             ]
             await asyncio.gather(*deliveries)
+            crash_point("outbox.after_publish")
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
             for r in rows:
                 EVENTS_PRODUCED.labels(r["topic"], r["event_type"]).inc()

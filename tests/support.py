@@ -259,6 +259,15 @@ class ServiceProcesses:
     owner_dsns: dict[str, str] = field(default_factory=dict)
     # Where each one serves HTTP; a test that runs services of its own beside the suite's moves them.
     http_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+    # Set for every service (the fault suite's timeouts, a mutant's PYTHONPATH).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # The fault suite's crash points: each instance arms its own under <crash_points>/<instance>.
+    crash_points: Path | None = None
+
+    def port_of(self, instance: str) -> int:
+        """An instance is a service's name, or "<service>@<n>" for its n-th instance (10 ports up each)."""
+        service, _, n = instance.partition("@")
+        return self.http_ports[service] + 10 * (int(n or 1) - 1)
 
     def env(self, name: str) -> dict[str, str]:
         prefix = name.upper() + "_"
@@ -283,14 +292,21 @@ class ServiceProcesses:
         )
         if name in self.owner_dsns:
             env[prefix + "DATABASE_OWNER_URL"] = self.owner_dsns[name]
+        env.update(self.extra_env)
         return env
 
     def start(self, name: str) -> None:
-        self.processes[name] = spawn_service(name, self.env(name), self.log_dir / f"{name}.log")
+        service = name.partition("@")[0]
+        env = self.env(service)
+        env[service.upper() + "_HTTP_PORT"] = str(self.port_of(name))
+        if self.crash_points is not None:
+            (self.crash_points / name).mkdir(parents=True, exist_ok=True)
+            env["EGOV_CRASH_POINTS_DIR"] = str(self.crash_points / name)
+        self.processes[name] = spawn_service(service, env, self.log_dir / f"{name}.log")
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
         try:
-            await wait_http_ready(self.http_ports[name], self.processes[name], timeout)
+            await wait_http_ready(self.port_of(name), self.processes[name], timeout)
         except (RuntimeError, TimeoutError) as err:
             raise RuntimeError(f"{name}: {err}; see {self.log_dir}/{name}.log") from err
 

@@ -433,12 +433,14 @@ async def category_paused(conn: Db, category: str) -> bool:
 async def claim_withdrawal(
     conn: Db, application_id: str, portal_id: str, final_rank: int, in_flight: timedelta
 ) -> asyncpg.Record | None:
-    """Mark the withdrawal as being published, unless decided, withdrawn or already under way."""
+    """Mark the withdrawal as being published, unless decided, withdrawn or already under way. The
+    time of the first attempt is kept across releases: every retry publishes the same event."""
     return await conn.fetchrow(
-        "UPDATE application_status SET withdrawal_requested_at = now()"
+        "UPDATE application_status SET withdrawal_requested_at = now(),"
+        " withdrawal_first_requested_at = COALESCE(withdrawal_first_requested_at, now())"
         " WHERE application_id = $1 AND portal_id = $2 AND status_rank < $3"
         " AND (withdrawal_requested_at IS NULL OR withdrawal_requested_at < now() - $4::interval)"
-        " RETURNING status",
+        " RETURNING status, withdrawal_first_requested_at",
         application_id,
         portal_id,
         final_rank,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from runtime.crashpoints import crash_point
 from runtime.db import TRANSIENT_ERRORS
 from runtime.problems import Problem
 from schemas.envelope import Envelope
@@ -225,6 +226,7 @@ class Submissions:
             if key is not None:
                 await self.remember_unacknowledged(portal, key, envelope)
             raise submission_outcome_unknown(event.application_id, keyed=key is not None) from err
+        crash_point("intake.after_publish")
         return await self.accepted(event, key)
 
     async def remember_unacknowledged(self, portal: PortalAccess, key: str, envelope: Envelope) -> None:

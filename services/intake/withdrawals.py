@@ -9,7 +9,6 @@ de-duplicates; once the status view has seen it, a retry is answered 409 ``appli
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from runtime.problems import Problem
@@ -22,6 +21,8 @@ from services.intake.publisher import BoundedPublisher, Unacknowledged
 from services.intake.submission import SOURCE, outcome_unknown
 
 if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
     import asyncpg
 
 WITHDRAWAL_IDS = uuid.UUID("5b0b6a5e-7c56-4d1e-9a43-2f5c3c8f1d20")
@@ -39,7 +40,7 @@ class Withdrawals:
         claimed = await store.claim_withdrawal(self.pool, application_id, portal.portal_id, FINAL_RANK, self.in_flight)
         if claimed is None:
             raise await self.refusal(portal, application_id)
-        withdrawn_at = datetime.now(UTC)
+        withdrawn_at: datetime = claimed["withdrawal_first_requested_at"]
         event = ApplicationWithdrawn(application_id=application_id, portal_id=portal.portal_id, reason=reason)
         envelope = Envelope.wrap(
             event,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from runtime.crashpoints import crash_point
 from schemas.events import NoticeChannel
 from services.notify import metrics, store
 from services.notify.domain import retry_delay
@@ -165,6 +166,8 @@ class Deliverer:
                 return
             started = time.perf_counter()
             outcome = await self._try(notice)
+            if outcome.error is None:
+                crash_point("notify.after_delivery")
             metrics.ATTEMPT_SECONDS.labels(channel).observe(time.perf_counter() - started)
         self._recorder.add(outcome)
 

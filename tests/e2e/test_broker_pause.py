@@ -18,7 +18,7 @@ import pytest
 
 from runtime.kafka import KafkaAccess
 from schemas.envelope import Envelope
-from schemas.events import ApplicationReceived
+from schemas.events import ApplicationReceived, ApplicationWithdrawn
 from schemas.topics import APPLICATIONS, DECISIONS
 from tests.support import REPO, TEST_SLOT, intake_url, open_fiscal_year, read_topic, sample_application
 
@@ -73,3 +73,40 @@ async def test_a_submission_unacknowledged_while_the_broker_is_paused_makes_one_
     assert len({e.to_bytes() for e in received}) == 1
     decided = [e for e in await read_topic(kafka, DECISIONS, lambda _: False, timeout=3) if e.subject == app_id]
     assert len({e.id for e in decided}) == 1, "exactly one decision"
+
+
+def withdrawn(app_id: str, envelope: Envelope) -> bool:
+    return envelope.is_a(ApplicationWithdrawn) and envelope.subject == app_id
+
+
+async def test_a_withdrawal_unacknowledged_while_the_broker_is_paused_and_retried_is_one_event(
+    services: object, portal_token: str, kafka: KafkaAccess
+) -> None:
+    """Found by make faults CLUSTER=3: the retry published the same event id with a later time."""
+    # A year nobody opened: the application waits in line, so it is still there to withdraw.
+    application = sample_application(funding=[{"fiscal_year": 2031, "amount_cents": 9_600_000}])
+    auth = {"Authorization": f"Bearer {portal_token}"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        accepted = await http.post(intake_url("/v1/applications"), json=application, headers=auth)
+        assert accepted.status_code == 202, accepted.text
+        app_id = accepted.json()["application_id"]
+        withdrawal = intake_url(f"/v1/applications/{app_id}/withdrawal")
+        broker = int(BROKER_PIDFILE.read_text().strip())
+        os.kill(broker, signal.SIGSTOP)
+        try:
+            unknown = await http.post(withdrawal, headers=auth)
+        finally:
+            os.kill(broker, signal.SIGCONT)
+        assert unknown.status_code == 503, unknown.text
+        assert unknown.json()["code"] == "broker.outcome_unknown"
+        await asyncio.sleep(2)  # so a fresh time on the retry would differ
+        deadline = time.monotonic() + 90
+        while (retried := await http.post(withdrawal, headers=auth)).status_code not in (202, 409):
+            assert retried.status_code == 503, retried.text
+            assert time.monotonic() < deadline, "the retry never settled"
+            await asyncio.sleep(1)
+    copies = await read_topic(kafka, APPLICATIONS, lambda es: any(withdrawn(app_id, e) for e in es), timeout=60)
+    await asyncio.sleep(3)  # the broker's late copy of the first attempt, if it is coming
+    copies = [e for e in await read_topic(kafka, APPLICATIONS, lambda _: False, timeout=3) if withdrawn(app_id, e)]
+    assert copies, "the withdrawal is on the log"
+    assert len({e.to_bytes() for e in copies}) == 1, "every copy of the withdrawal is the same event, time included"

@@ -17,6 +17,9 @@ class FaultKind(StrEnum):
     KILL_LEADER = "sigkill-leader"  # SIGKILL the leader of the busiest partition, restarted after ``seconds``
     KILL_CONTROLLER = "sigkill-controller"  # SIGKILL the active KRaft controller, restarted after ``seconds``
     PAUSE_LEADER = "sigstop-leader"  # SIGSTOP the busiest partition's leader (at times past its fencing)
+    CRASH = "crash_point"  # SIGKILL at the next pass through ``point`` (runtime/crashpoints.py), restarted
+    REBALANCE = "rebalance"  # a doubled service: its second instance killed and restarted, and the
+    # first killed while the second rejoins the group (a crash during a rebalance)
 
 
 class PoisonKind(StrEnum):
@@ -29,6 +32,17 @@ class PoisonKind(StrEnum):
 
 SERVICES = ("intake", "review", "budget", "notify")
 BROKER = "broker"
+DATABASE = "postgres"
+# Services that may run a second instance in the same consumer group (intake's portal API stays one).
+DOUBLES = ("review", "budget", "notify")
+SECOND = "@2"  # the second instance of a service: "budget@2"
+# Where each service may be crashed on purpose (runtime/crashpoints.py).
+CRASH_POINTS = {
+    "intake": ("consumer.after_commit", "outbox.after_publish", "intake.after_publish"),
+    "review": ("consumer.after_commit", "outbox.after_publish"),
+    "budget": ("consumer.after_commit", "outbox.after_publish"),
+    "notify": ("consumer.after_commit", "outbox.after_publish", "notify.after_delivery"),
+}
 # A run's traffic is roughly this many records per application (received, reviewed, budget, decided,
 # notices, their status-view reads): about 1 % of it is poison.
 RECORDS_PER_APPLICATION = 8
@@ -54,8 +68,13 @@ class Withdrawal:
 class Fault:
     at: float
     kind: FaultKind
-    target: str  # a service or the broker
+    target: str  # a service instance ("budget", "budget@2"), the broker or the database
     seconds: float
+    point: str = ""  # for a crash point: which
+
+    @property
+    def service(self) -> str:
+        return self.target.removesuffix(SECOND)
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,8 @@ class Plan:
     faults: tuple[Fault, ...]
     poison: tuple[Poison, ...]
     pot_cents: int
+    doubled: tuple[str, ...] = ()  # services running a second instance in the same group
+    callback_failures: float = 0.1  # the share of webhook calls the portal's receiver fails or stalls
 
     @property
     def duration(self) -> float:
@@ -92,15 +113,8 @@ def make_plan(seed: int, applications: int, faults: int, rate_per_second: float 
     )
     withdrawn = rng.sample(range(applications), k=max(1, applications // 10))
     withdrawals = tuple(Withdrawal(i, round(rng.uniform(0, 5), 3)) for i in sorted(withdrawn))
-    # Faults in the busy part of the stream, one target at a time so each has its effect.
-    fault_list = []
-    for _ in range(faults):
-        target = rng.choice((*SERVICES, *SERVICES, BROKER))  # services twice as often as the broker
-        kind = rng.choice((FaultKind.KILL, FaultKind.PAUSE))
-        if cluster > 1 and target == BROKER:
-            kind = ON_A_CLUSTER[kind]
-        seconds = round(rng.uniform(1, 4) if target == BROKER else rng.uniform(0.5, 9), 3)
-        fault_list.append(Fault(round(rng.uniform(0.1, span), 3), kind, target, seconds))
+    doubled = tuple(sorted(rng.sample(DOUBLES, k=rng.choice((1, 1, 2)))))
+    fault_list = [draw_fault(rng, round(rng.uniform(0.1, span), 3), doubled, cluster) for _ in range(faults)]
     count = max(len(PoisonKind), applications * RECORDS_PER_APPLICATION // 100)
     kinds = [*PoisonKind, *(rng.choice(tuple(PoisonKind)) for _ in range(count - len(PoisonKind)))]
     poison = tuple(Poison(round(rng.uniform(0, span), 3), kind) for kind in kinds)
@@ -114,6 +128,8 @@ def make_plan(seed: int, applications: int, faults: int, rate_per_second: float 
         faults=tuple(sorted(fault_list, key=lambda f: f.at)),
         poison=tuple(sorted(poison, key=lambda p: p.at)),
         pot_cents=demand * 6 // 10,  # less than asked for: the waitlist and the line are exercised
+        doubled=doubled,
+        callback_failures=round(rng.uniform(0.05, 0.2), 3),
     )
 
 
@@ -127,3 +143,26 @@ def cluster_faults(rng: random.Random, span: float) -> list[Fault]:
         Fault(round(rng.uniform(third, 2 * third), 3), FaultKind.KILL_CONTROLLER, BROKER, round(rng.uniform(2, 8), 3)),
         Fault(round(rng.uniform(2 * third, span), 3), FaultKind.PAUSE_LEADER, BROKER, round(rng.uniform(2, 12), 3)),
     ]
+
+
+def draw_fault(rng: random.Random, at: float, doubled: tuple[str, ...], cluster: int = 1) -> Fault:
+    """Services (each instance) far more often than the broker or the database, and of the service
+    faults about a third at a crash point, so the dangerous moments come up in every few runs."""
+    instances = (*SERVICES, *(d + SECOND for d in doubled))
+    target = rng.choice((*instances, *instances, BROKER, DATABASE))
+    if target in (BROKER, DATABASE):
+        kind = rng.choice((FaultKind.KILL, FaultKind.PAUSE))
+        if cluster > 1 and target == BROKER:
+            kind = ON_A_CLUSTER[kind]
+        return Fault(at, kind, target, round(rng.uniform(1, 4), 3))
+    kinds = [FaultKind.KILL, FaultKind.PAUSE, FaultKind.CRASH]
+    service = target.removesuffix(SECOND)
+    if service in doubled:
+        kinds.append(FaultKind.REBALANCE)
+    kind = rng.choice(kinds)
+    seconds = round(rng.uniform(0.5, 9), 3)
+    if kind is FaultKind.CRASH:
+        return Fault(at, kind, target, seconds, point=rng.choice(CRASH_POINTS[service]))
+    if kind is FaultKind.REBALANCE:
+        return Fault(at, kind, service, seconds)
+    return Fault(at, kind, target, seconds)
