@@ -28,6 +28,11 @@ pytestmark = pytest.mark.e2e
 BROKER_PIDFILE = REPO / ".state" / f"test{TEST_SLOT}" / "kafka" / "kafka.pid"
 
 
+def broker_pid() -> int:
+    """The pid file holds the pid and its start time (so a reused pid is not taken for the broker)."""
+    return int(BROKER_PIDFILE.read_text().split()[0])
+
+
 def titled(title: str, envelope: Envelope) -> bool:
     return envelope.is_a(ApplicationReceived) and envelope.data["application"]["project"]["title"] == title
 
@@ -39,7 +44,7 @@ async def test_a_submission_unacknowledged_while_the_broker_is_paused_makes_one_
     title = f"Broker pausiert {uuid.uuid4().hex[:12]}"
     application = sample_application(title=title)
     headers = {"Authorization": f"Bearer {portal_token}", "Idempotency-Key": str(uuid.uuid4())}
-    broker = int(BROKER_PIDFILE.read_text().strip())
+    broker = broker_pid()
     async with httpx.AsyncClient(timeout=30) as http:
         os.kill(broker, signal.SIGSTOP)
         try:
@@ -91,7 +96,7 @@ async def test_a_withdrawal_unacknowledged_while_the_broker_is_paused_and_retrie
         assert accepted.status_code == 202, accepted.text
         app_id = accepted.json()["application_id"]
         withdrawal = intake_url(f"/v1/applications/{app_id}/withdrawal")
-        broker = int(BROKER_PIDFILE.read_text().strip())
+        broker = broker_pid()
         os.kill(broker, signal.SIGSTOP)
         try:
             unknown = await http.post(withdrawal, headers=auth)
