@@ -1,5 +1,7 @@
-"""The fault suite's smoke, in make test: a short run of ``make faults`` keeps every guarantee, and the
-same run with a guarantee broken on purpose (a mutant) is caught by its checks.
+"""The fault suite's smoke, in make test: a short run of ``make faults`` keeps every guarantee.
+
+The mutants (``--mutant``) are not run here: with a handful of applications the batch a mutant loses
+may hold nothing the checks can see, so such a test would pass or fail by timing (README).
 
 Each run is the real driver (tests/faults/driver.py) as a process of its own: the four services, a
 second instance of some, a private broker and a private PostgreSQL of fault slot 7, the SMTP sink and
@@ -41,16 +43,3 @@ def test_a_short_fault_run_with_crashes_at_the_dangerous_moments_keeps_every_gua
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "seed=7: ok" in done.stdout
     assert "died there" in done.stdout, "a crash point was reached"
-
-
-def test_committing_offsets_before_the_transaction_is_caught_by_the_checks() -> None:
-    done = fault_run(
-        "--mutant",
-        "offsets_first",
-        "--fault",
-        "crash_point:notify:consumer.after_commit@1",
-        "--settle-seconds",
-        "30",
-    )
-    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "VIOLATION" in done.stdout, "what notify lost with the batch is reported (a notice missing, or stuck)"
