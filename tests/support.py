@@ -322,6 +322,12 @@ class ServiceProcesses:
         self.exit_codes.setdefault(name, []).append(process.returncode)
         return process.returncode
 
+    async def start_ready(self, *instances: str, timeout: float = 60.0) -> None:
+        """Start the instances together and wait until every one answers /ready."""
+        for name in instances:
+            self.start(name)
+        await asyncio.gather(*(self.wait_ready(name, timeout) for name in instances))
+
     async def restart(self, name: str, sig: int = signal.SIGTERM) -> int:
         code = await self.stop(name, sig)
         self.start(name)
@@ -339,9 +345,7 @@ async def running_services(
 ) -> AsyncIterator[ServiceProcesses]:
     services = ServiceProcesses(kafka, dsns, smtp_port, log_dir, owner_dsns=owner_dsns or {})
     try:
-        for name in SERVICE_PORTS:
-            services.start(name)
-        await asyncio.gather(*(services.wait_ready(name) for name in SERVICE_PORTS))
+        await services.start_ready(*SERVICE_PORTS)
         yield services
     finally:
         await services.stop_all()

@@ -75,9 +75,7 @@ async def tokens(pg_admin_dsn: str, log_dir: Path, scratch_kafka: KafkaAccess) -
         http_ports={**SERVICE_PORTS, **PORTS},
     )
     try:
-        for name in SERVICES:
-            processes.start(name)
-        await asyncio.gather(*(processes.wait_ready(name) for name in SERVICES))
+        await processes.start_ready(*SERVICES)
         pool = await asyncpg.create_pool(databases["review"].runtime, min_size=1, max_size=1)
         try:
             await review_store.save_caseworker_token(pool, "sb-fuzz", CASEWORKER_TOKEN)

@@ -172,12 +172,9 @@ class Run:
             extra_env=self.service_env(),
             crash_points=self.log_dir / "crash-points",
         )
-        for name in SERVICES:  # the first instances migrate; a second one starts on a migrated database
-            self.services.start(name)
-        await asyncio.gather(*(self.services.wait_ready(name) for name in SERVICES))
-        for name in self.instances[len(SERVICES) :]:
-            self.services.start(name)
-        await asyncio.gather(*(self.services.wait_ready(name) for name in self.instances))
+        # The first instances migrate; a second one starts on a migrated database.
+        await self.services.start_ready(*SERVICES)
+        await self.services.start_ready(*self.instances[len(SERVICES) :])
         self.token = await issue_portal_token(databases["intake"].runtime, PORTAL)
         await self.receiver.start()
         conn = await asyncpg.connect(databases["notify"].runtime)
@@ -299,9 +296,7 @@ class Run:
         return ""
 
     async def restart(self, *instances: str) -> None:
-        for name in instances:
-            self.services.start(name)
-        await asyncio.gather(*(self.services.wait_ready(name, timeout=120) for name in instances))
+        await self.services.start_ready(*instances, timeout=120)
 
     async def database_fault(self, fault: Fault) -> None:
         if fault.kind is FaultKind.KILL:
