@@ -2,7 +2,7 @@
 .PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench bench-pipeline faults clean
 
 VENV := .venv/bin
-HTTP_SERVICES := intake review budget
+HTTP_SERVICES := intake review budget statistics
 OPENAPI_DOCS := $(foreach service,$(HTTP_SERVICES),schemas/openapi/$(service).json)
 # Telemetry off and no update notice: make check must not phone home.
 REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true tools/redocly/node_modules/.bin/redocly
