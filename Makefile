@@ -51,6 +51,7 @@ check: venv
 	$(VENV)/lint-imports
 	$(VENV)/python -m schemas.generate --check
 	$(VENV)/python -m schemas.compat
+	node tools/asyncapi/validate.mjs schemas/asyncapi.json
 	@for service in $(HTTP_SERVICES); do $(VENV)/python -m services.$$service.openapi --check || exit 1; done
 	$(REDOCLY) lint --config tools/redocly/redocly.yaml --max-problems 50 $(OPENAPI_DOCS)
 	$(VENV)/python -m schemas.http_compat
