@@ -21,6 +21,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faust.auth import SASLCredentials, SSLCredentials
 from mode import CrashingSupervisor, Service
 
+from runtime.consumer import type_label
 from runtime.http import HttpLimits, HttpServer, add_operational_routes, install_guards
 from runtime.kafka import make_admin
 from runtime.logs import configure_logging, correlated
@@ -28,7 +29,7 @@ from runtime.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_SECONDS
 from services.statistics import metrics, totals
 from services.statistics.api import build_api
 from services.statistics.domain import Cell, Dimension, Figure
-from services.statistics.handlers import FOLDS, Outcome, handle
+from services.statistics.handlers import Outcome, handle
 from services.statistics.settings import StatisticsSettings
 from services.statistics.topology import PARTITIONS, SOURCE_TOPICS
 
@@ -116,7 +117,7 @@ class Statistics:
                 self.figures[key] = step.figures
             for cell, change in (step.delta or {}).items():
                 self.add(message.partition, cell, change, message.topic, message.offset, step.outcome)
-        kind = step.event_type if step.event_type in FOLDS else "other"
+        kind = type_label(step.event_type or "")  # the registry's types, else "unknown": bounded like every consumer's
         EVENTS_CONSUMED.labels(message.topic, kind, step.outcome).inc()
         HANDLER_SECONDS.labels(kind).observe(time.perf_counter() - started)
         self.read_to[(message.topic, message.partition)] = message.offset

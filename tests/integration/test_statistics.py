@@ -177,4 +177,4 @@ async def test_totals_equal_the_log_across_a_sigkill_and_a_redelivered_decision(
             await asyncio.sleep(0.2)
         await asyncio.sleep(1)
         assert await totals() == expected
-        assert await metric("egov_events_consumed_total", outcome="ignored", type="other") >= 2
+        assert await metric("egov_events_consumed_total", outcome="unknown_type", type="unknown") >= 2
