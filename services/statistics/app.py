@@ -26,6 +26,7 @@ from runtime.http import HttpLimits, HttpServer, add_operational_routes, install
 from runtime.kafka import make_admin
 from runtime.logs import configure_logging, correlated
 from runtime.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_SECONDS
+from runtime.service import service_cli
 from services.statistics import metrics, totals
 from services.statistics.api import build_api
 from services.statistics.domain import Cell, Dimension, Figure
@@ -208,6 +209,7 @@ class Edge(Service):
 
 
 def main() -> None:
+    service_cli("statistics")  # before faust, which would connect first and ask later
     settings = StatisticsSettings()
     configure_logging("statistics", settings.log_level)
     statistics = Statistics(settings)
