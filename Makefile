@@ -2,7 +2,7 @@
 .PHONY: bootstrap venv lock run stop status demo test test-unit test-budget-deep check format schemas bench bench-pipeline faults clean
 
 VENV := .venv/bin
-HTTP_SERVICES := intake review budget
+HTTP_SERVICES := intake review budget statistics
 OPENAPI_DOCS := $(foreach service,$(HTTP_SERVICES),schemas/openapi/$(service).json)
 # Telemetry off and no update notice: make check must not phone home.
 REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true tools/redocly/node_modules/.bin/redocly
@@ -51,6 +51,7 @@ check: venv
 	$(VENV)/lint-imports
 	$(VENV)/python -m schemas.generate --check
 	$(VENV)/python -m schemas.compat
+	node tools/asyncapi/validate.mjs schemas/asyncapi.json
 	@for service in $(HTTP_SERVICES); do $(VENV)/python -m services.$$service.openapi --check || exit 1; done
 	$(REDOCLY) lint --config tools/redocly/redocly.yaml --max-problems 50 $(OPENAPI_DOCS)
 	$(VENV)/python -m schemas.http_compat

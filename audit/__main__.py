@@ -27,7 +27,12 @@ if TYPE_CHECKING:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m audit", description="The audit trail rebuilt from the log.")
+    root = argparse.ArgumentParser(
+        prog="python -m audit",
+        description="The audit trail rebuilt from the log.",
+        epilog="Exit codes: 0 done (verify: every guarantee holds), 1 nothing found (timeline, budget) or a "
+        "violation found (verify), 2 usage. Reads only; prints progress on stderr while reading a long log.",
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bootstrap", help="Kafka bootstrap servers (default: EGOV_KAFKA_BOOTSTRAP)")
     common.add_argument("--json", action="store_true", help="print JSON for machines instead of tables")

@@ -21,12 +21,15 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.installed-* && touch "$stamp"
 fi
 
-# The OpenAPI linter for make check (@redocly/cli, pinned with its whole tree in tools/redocly/package-lock.json).
-REDOCLY_DIR="$REPO_DIR/tools/redocly"
-redocly_stamp="$REDOCLY_DIR/node_modules/.installed-$(sha256sum "$REDOCLY_DIR/package-lock.json" | cut -c1-16)"
-if [ ! -f "$redocly_stamp" ]; then
-  command -v npm >/dev/null || apt_install nodejs npm
-  log "installing @redocly/cli from tools/redocly/package-lock.json"
-  npm ci --prefix "$REDOCLY_DIR" --no-audit --no-fund --ignore-scripts --loglevel=error
-  rm -f "$REDOCLY_DIR"/node_modules/.installed-* && touch "$redocly_stamp"
-fi
+# The OpenAPI linter and the AsyncAPI parser for make check (@redocly/cli, @asyncapi/parser), each pinned
+# with its whole tree in tools/<tool>/package-lock.json.
+for tool in redocly asyncapi; do
+  TOOL_DIR="$REPO_DIR/tools/$tool"
+  tool_stamp="$TOOL_DIR/node_modules/.installed-$(sha256sum "$TOOL_DIR/package-lock.json" | cut -c1-16)"
+  if [ ! -f "$tool_stamp" ]; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    log "installing tools/$tool from its package-lock.json"
+    npm ci --prefix "$TOOL_DIR" --no-audit --no-fund --ignore-scripts --loglevel=error
+    rm -f "$TOOL_DIR"/node_modules/.installed-* && touch "$tool_stamp"
+  fi
+done

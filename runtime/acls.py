@@ -203,7 +203,11 @@ async def apply(
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="python -m runtime.acls", description=__doc__.split("\n")[0])
+    cli = argparse.ArgumentParser(
+        prog="python -m runtime.acls",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 done, 1 failed (broker unreachable or refused), 2 usage.",
+    )
     commands = cli.add_subparsers(dest="command", required=True)
     commands.add_parser("print", help="print the ACLs the registry asks for")
     applying = commands.add_parser("apply", help="create them on the broker")

@@ -43,6 +43,7 @@ from runtime.metrics import (
     HANDLER_ERRORS,
     HANDLER_SECONDS,
     Committed,
+    initialise_consumer_series,
     nothing_counted,
 )
 from runtime.outbox import OutboxRelay, Outgoing, remember_traces, stage, traced
@@ -225,6 +226,8 @@ class TransactionalConsumer:
         # Per partition, the first offset of the batch in hand until its offsets are committed.
         self._unfinished: dict[TopicPartition, int] = {}
         self.caught_up = asyncio.Event()
+        declared = {topic.name: [cls.wire_type() for cls in topic.event_types] for topic in topics}
+        initialise_consumer_series(declared, [t for types in declared.values() for t in types if t in routes])
 
     async def start(self) -> None:
         await self._consumer.start()

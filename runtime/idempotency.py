@@ -5,8 +5,15 @@ sorted keys, so key order and whitespace do not matter) answers the first answer
 nothing; the same key with another request is refused with 409 ``idempotency.key_reused``. The key
 is claimed in the command's own transaction, so a concurrent repeat waits for the first and then
 replays it, and a refused command (its transaction rolled back) leaves the key free: a retry is
-judged afresh. Keys are per principal and kept for a day (``command_keys``, each service's own
-migration).
+judged afresh. Keys are per principal and kept for a day (``command_keys``, a runtime migration
+every service has).
+
+A command whose effect leaves the database (intake's withdrawal: a broker publish with acks=all)
+cannot hold the key in its transaction, so it ``claim``s the key first, then records the answer
+(``answered``) or, refused, frees the key (``release``). A key whose earlier request has no answer
+yet is either still in flight or ended without a known outcome (503 ``broker.outcome_unknown``, a
+crash): the claim says so, and the command waits for the first or finishes its work, never doing it
+twice (its effect must itself be repeatable, as a withdrawal is: the same event id and time).
 """
 
 from __future__ import annotations
@@ -102,3 +109,68 @@ async def replay(conn: asyncpg.Connection, principal: str, key: str, request: st
     if row is None or row["request_sha256"] != request or row["status"] is None:
         raise key_reused()
     return Answer(row["status"], json.loads(row["body"]))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a key for a command outside the transaction found."""
+
+    answer: Answer | None = None  # the key's first answer: give it again, do nothing
+    earlier: bool = False  # an earlier request holds the key without an answer: in flight, or its outcome unknown
+
+
+async def claim(pool: asyncpg.Pool, principal: str, key: str, request: str) -> Claim:
+    """Claim ``key`` for ``request`` (its ``fingerprint``); 409 ``idempotency.key_reused`` if another request has it."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "DELETE FROM command_keys WHERE principal = $1 AND key = $2 AND created_at < now() - interval '1 day'",
+            principal,
+            key,
+        )
+        while True:
+            claimed = await conn.fetchval(
+                "INSERT INTO command_keys (principal, key, request_sha256) VALUES ($1, $2, $3)"
+                " ON CONFLICT (principal, key) DO NOTHING RETURNING true",
+                principal,
+                key,
+                request,
+            )
+            if claimed:
+                return Claim()
+            row = await conn.fetchrow(
+                "SELECT request_sha256, status, body FROM command_keys WHERE principal = $1 AND key = $2",
+                principal,
+                key,
+            )
+            if row is None:
+                continue  # the earlier request was refused and let the key go in between: claim it again
+            if row["request_sha256"] != request:
+                raise key_reused()
+            if row["status"] is None:
+                return Claim(earlier=True)
+            return Claim(answer=Answer(row["status"], json.loads(row["body"])))
+
+
+async def first_answer(pool: asyncpg.Pool, principal: str, key: str) -> Answer | None:
+    """The key's answer once its earlier request has one (the caller holds the same request)."""
+    row = await pool.fetchrow(
+        "SELECT status, body FROM command_keys WHERE principal = $1 AND key = $2 AND status IS NOT NULL",
+        principal,
+        key,
+    )
+    return None if row is None else Answer(row["status"], json.loads(row["body"]))
+
+
+async def answered(pool: asyncpg.Pool, principal: str, key: str, answer: Answer) -> None:
+    await pool.execute(
+        "UPDATE command_keys SET status = $3, body = $4 WHERE principal = $1 AND key = $2",
+        principal,
+        key,
+        answer.status,
+        json.dumps(answer.body),
+    )
+
+
+async def release(pool: asyncpg.Pool, principal: str, key: str) -> None:
+    """A refused request keeps no key: its retry is judged afresh."""
+    await pool.execute("DELETE FROM command_keys WHERE principal = $1 AND key = $2 AND status IS NULL", principal, key)

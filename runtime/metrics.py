@@ -41,6 +41,31 @@ HTTP_READ_TIMEOUTS = Counter(
 )
 
 
+# What a consumer's records can come to, each a label value (runtime.consumer, runtime.deadletters).
+CONSUMED_OUTCOMES = ("handled", "duplicate", "ignored", "unknown_type")
+HANDLER_ERROR_KINDS = ("invalid_payload", "transient", "handler")
+DEAD_LETTER_REASONS = ("undecodable", "wrong_key", "invalid_payload")
+
+
+def initialise_consumer_series(topics: Mapping[str, Sequence[str]], routed: Sequence[str]) -> None:
+    """Every series a consumer can move, at zero from its start: a rate or an alert over a counter that
+    does not exist yet sees nothing, and its first increment would look like no change at all.
+    ``topics`` maps each topic read to the event types it declares; ``routed`` are the types handled."""
+    for topic, declared in topics.items():
+        for event_type in declared:
+            outcomes = CONSUMED_OUTCOMES[:2] if event_type in routed else ("ignored",)
+            for outcome in outcomes:
+                EVENTS_CONSUMED.labels(topic, event_type, outcome)
+        EVENTS_CONSUMED.labels(topic, "unknown", "unknown_type")
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERS.labels(topic, reason)
+            DEAD_LETTERS_LOST.labels(topic, reason)
+    for event_type in routed:
+        HANDLER_SECONDS.labels(event_type)
+        for kind in HANDLER_ERROR_KINDS:
+            HANDLER_ERRORS.labels(event_type, kind)
+
+
 # Domain metrics are counted from the events a transaction staged, after it committed: a batch that fails
 # and is handled again one event at a time is counted once, and a rolled-back command not at all.
 Committed = Callable[[Sequence["Outgoing"]], None]

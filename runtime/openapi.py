@@ -56,6 +56,9 @@ class ApiDescription:
     port: int
     tags: Mapping[str, str]  # name -> description, in the order the document lists them
     raw_bodies: Sequence[type[BaseModel]] = field(default=())  # request bodies a route reads by hand
+    # What every operation may answer besides its own statuses: a service with neither a database nor
+    # tokens (statistics) can answer neither 503 database.unavailable nor the throttle's 429.
+    shared_problems: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=lambda: SHARED_PROBLEMS)
 
     @property
     def path(self) -> Path:
@@ -89,12 +92,14 @@ def describe(app: FastAPI, description: ApiDescription) -> dict[str, Any]:
         schemas.pop(name, None)
     for operations in doc["paths"].values():
         for operation in operations.values():
-            complete_responses(operation)
+            complete_responses(operation, description.shared_problems)
     app.openapi_schema = doc
     return doc
 
 
-def complete_responses(operation: dict[str, Any]) -> None:
+def complete_responses(
+    operation: dict[str, Any], shared: Mapping[str, tuple[str, Mapping[str, Any]]] = SHARED_PROBLEMS
+) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if operation.get("security"):
         responses.setdefault("401", {"description": "Missing, unknown or revoked token"})
@@ -105,7 +110,7 @@ def complete_responses(operation: dict[str, Any]) -> None:
             responses["422"]["description"] = "Invalid parameters or body: every error, with a JSON pointer"
     if operation.get("requestBody"):
         responses.setdefault("400", {"description": "`request.bad`: the body could not be parsed as JSON"})
-    for status, (text, headers) in SHARED_PROBLEMS.items():
+    for status, (text, headers) in shared.items():
         responses.setdefault(status, {"description": text}).setdefault("headers", dict(headers))
     for status, response in responses.items():
         if status.isdigit() and int(status) >= 400:

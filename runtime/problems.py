@@ -9,17 +9,20 @@ that is away: every service answers 503 ``database.unavailable`` with ``Retry-Af
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from runtime.db import TRANSIENT_ERRORS
 from runtime.refusals import Refusal, Refused
+from runtime.strict_json import DUPLICATE_KEY, DuplicateMember, loads
 from schemas.events import ProblemItem
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,37 @@ class Problem(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+class RepeatedMemberError(HTTPException):
+    """Raised while FastAPI reads a body (it passes HTTPExceptions on); answered as a 422 problem."""
+
+    def __init__(self, member: DuplicateMember) -> None:
+        super().__init__(422, str(member))
+        self.member = member
+
+
+class StrictJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = loads(await self.body())
+            except DuplicateMember as member:
+                raise RepeatedMemberError(member) from None
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """A route whose JSON body is read by ``runtime.strict_json``: a repeated member is a 422 problem
+    (``body.duplicate_key`` with its pointer), not the last one's value."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict
+
+
 # The one place a domain refusal becomes an HTTP status.
 REFUSAL_STATUS = {Refusal.NOT_FOUND: 404, Refusal.CONFLICT: 409, Refusal.FORBIDDEN: 403, Refusal.INVALID: 422}
 
@@ -120,6 +154,9 @@ async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    """Every error a problem document. Call it before adding routes: those read their JSON bodies with
+    ``runtime.strict_json``, so a member named twice is a 422 with its pointer, not the last one's value."""
+    app.router.route_class = StrictJsonRoute
     for transient in TRANSIENT_ERRORS:
         if issubclass(transient, Exception):
             app.add_exception_handler(transient, store_unavailable)
@@ -134,6 +171,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc, RepeatedMemberError):
+            member = exc.member
+            errors = [ProblemItem(code=DUPLICATE_KEY, pointer=member.pointer, detail=str(member))]
+            return Problem(422, "request.invalid", "The request is invalid", errors=errors).response(request.url.path)
         code = _STATUS_CODES.get(exc.status_code, "request.error")
         return Problem(exc.status_code, code, str(exc.detail)).response(request.url.path)
 

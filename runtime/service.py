@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,21 @@ async def run_until_signalled(lifecycle: Lifecycle, grace_seconds: float) -> Non
         log.info("service stopped")
 
 
+def service_cli(service: str, argv: Sequence[str] | None = None) -> None:
+    """``python -m services.<service>`` takes no arguments; ``--help`` says how it is configured and
+    exits 0 before any setting is read or anything is connected to."""
+    argparse.ArgumentParser(
+        prog=f"python -m services.{service}",
+        description=f"Run the {service} service until SIGTERM or SIGINT. It is configured by environment "
+        f"variables prefixed {service.upper()}_, validated at start; see README.md.",
+        epilog="Exit codes: 0 stopped by SIGTERM or SIGINT, 1 could not start or failed (settings refused, "
+        "database or broker unreachable), 2 usage.",
+    ).parse_args(sys.argv[1:] if argv is None else argv)
+
+
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Entry point helper: uvloop when installed (it is, via uvicorn[standard])."""
+    service_cli(main.__module__.split(".")[1])  # services.<name>.app
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a declared dependency

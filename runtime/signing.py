@@ -141,7 +141,11 @@ def check_signature(envelope: Envelope | Mapping[str, Any], keys: Mapping[str, E
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.signing", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.signing",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 printed (the key is created first if missing), 1 the key could not be read, 2 usage.",
+    )
     parser.add_argument("--key", type=Path, default=DEV_KEY_PATH, help="PEM private key (created if missing)")
     args = parser.parse_args(argv)
     signer = load_signer(args.key, create_if_missing=True)

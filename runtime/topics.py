@@ -18,7 +18,11 @@ from schemas.topics import ALL_TOPICS
 
 
 def main(argv: list[str]) -> int:
-    cli = argparse.ArgumentParser(prog="python -m runtime.topics", description=__doc__.split("\n")[0])
+    cli = argparse.ArgumentParser(
+        prog="python -m runtime.topics",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 every topic exists, 1 failed (broker unreachable or refused), 2 usage.",
+    )
     cli.add_argument("--bootstrap", help="Kafka bootstrap servers (default: EGOV_KAFKA_BOOTSTRAP)")
     args = cli.parse_args(argv)
     settings = ToolSettings()

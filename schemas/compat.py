@@ -229,7 +229,11 @@ def release(version: str, contract_dir: Path = CONTRACT_DIR) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas.compat", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m schemas.compat",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 compatible (or released), 1 breaking changes found, 2 usage.",
+    )
     parser.add_argument("--release", metavar="VERSION", help="freeze the current contract as VERSION (e.g. v2)")
     parser.add_argument("--against", type=Path, help="a released contract directory (default: the newest)")
     args = parser.parse_args(argv)

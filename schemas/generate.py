@@ -91,7 +91,9 @@ def write() -> int:
 
 def main(argv: list[str]) -> int:
     cli = argparse.ArgumentParser(
-        prog="python -m schemas.generate", description="Write the JSON Schemas and the AsyncAPI document."
+        prog="python -m schemas.generate",
+        description="Write the JSON Schemas and the AsyncAPI document.",
+        epilog="Exit codes: 0 written or up to date, 1 the files drift from the models (--check), 2 usage.",
     )
     cli.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files drift from the models")
     if cli.parse_args(argv).check:

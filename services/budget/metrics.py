@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from runtime.metrics import Committed, count_committed
-from schemas.events import ApplicationDecided
+from schemas.events import ApplicationDecided, Decision
 
 POT = Gauge("egov_budget_pot_cents", "Fiscal-year pot", ["fiscal_year"])
 AVAILABLE = Gauge("egov_budget_available_cents", "Money not reserved or committed", ["fiscal_year"])
@@ -32,6 +32,8 @@ DECISION_LATENCY = Histogram(
     "From receipt of the application to its final decision",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 7 * 86400, 30 * 86400),
 )
+for _decision in Decision:  # every series from the start, at zero (runtime.metrics.initialise_consumer_series)
+    DECISIONS.labels(_decision.value)
 
 
 def decision_made(decided: ApplicationDecided) -> None:

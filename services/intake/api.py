@@ -18,13 +18,15 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
+from runtime.idempotency import KEY_DESCRIPTION, fingerprint
 from runtime.openapi import LOCATION, serve
 from runtime.problems import Problem, install_problem_handlers
+from runtime.strict_json import DuplicateMember
 from schemas.events import ProblemItem
 from services.intake import store
 from services.intake.auth import Portals
 from services.intake.documents_api import add_document_routes
-from services.intake.domain import pointer
+from services.intake.domain import duplicate_problem, parse_body, pointer
 from services.intake.metrics import count_refused
 from services.intake.models import (
     ApplicationPage,
@@ -100,6 +102,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 def withdrawal_reason(body: bytes) -> str | None:
     if not body:
         return None
+    try:
+        parse_body(body)  # a reason named twice is refused, not the last one taken
+    except DuplicateMember as member:
+        errors = [duplicate_problem(member)]
+        raise Problem(422, "request.invalid", "The withdrawal request is invalid", errors=errors) from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        pass  # not JSON: pydantic reports it below, as before
     try:
         return WithdrawalRequest.model_validate_json(body).reason
     except ValidationError as err:
@@ -244,12 +253,15 @@ def build_api(intake: Intake) -> FastAPI:
             **problems(
                 {
                     404: NOT_FOUND,
-                    409: "Already decided, already withdrawn, or a withdrawal is under way",
+                    409: "`application.already_decided`, `application.already_withdrawn`, "
+                    "`application.withdrawal_pending` (a withdrawal is under way), or `idempotency.key_reused`: "
+                    "the Idempotency-Key was used for another request (a submission's key included)",
                     413: "Body too large",
                     415: "Body is not application/json",
                     503: "`broker.outcome_unknown`: the broker did not acknowledge the withdrawal in time, so it "
                     "may or may not have been withdrawn; retry after Retry-After (a repeat is the same "
-                    "withdrawal; 409 `application.withdrawn` once it is known to have landed)",
+                    "withdrawal). With the same Idempotency-Key the retry is answered with the real outcome: "
+                    "the 202 once it has landed; without one, 409 `application.already_withdrawn` then",
                 }
             ),
         },
@@ -260,11 +272,28 @@ def build_api(intake: Intake) -> FastAPI:
             }
         },
     )
-    async def withdraw(application_id: str, request: Request, portal: Portal) -> JSONResponse:
+    async def withdraw(
+        application_id: str,
+        request: Request,
+        portal: Portal,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=200,
+                description=f'{KEY_DESCRIPTION} No body, `{{}}` and `{{"reason": null}}` are the same request. '
+                "After a 503 `broker.outcome_unknown` a retry with the same key is answered with the real "
+                "outcome: the 202 (with the first attempt's `withdrawn_at`) once the withdrawal has landed.",
+            ),
+        ] = None,
+    ) -> JSONResponse:
         if not plausible_id(application_id):
             raise not_found()
         reason = withdrawal_reason(await read_body(request, 4096, required=False))
-        answer = await intake.withdrawals.withdraw(portal, application_id, reason)
+        # The canonical request: the parsed reason, so key order, spacing and an absent body do not count.
+        request_print = fingerprint(request.method, request.url.path, WithdrawalRequest(reason=reason))
+        answer = await intake.withdrawals.withdraw(portal, application_id, reason, idempotency_key, request_print)
         return JSONResponse(answer, status_code=202)
 
     add_document_routes(app, lambda: intake.uploads, portal, problems)

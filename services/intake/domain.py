@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from runtime import strict_json
 from schemas.application import FundingApplication
 from schemas.events import ProblemItem
 
@@ -194,35 +195,21 @@ def body_digest(application: dict[str, object]) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
-class DuplicateKeyError(ValueError):
-    """A JSON object names a member twice; which one would count is the parser's guess, not the portal's."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in members:
-            raise DuplicateKeyError(key)
-        members[key] = value
-    return members
-
-
 def parse_body(body: bytes | str) -> Any:
     """The JSON document, refusing an object that names a member twice (RFC 8259 leaves it open)."""
-    return json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    return strict_json.loads(body)
+
+
+def duplicate_problem(member: strict_json.DuplicateMember) -> ProblemItem:
+    return ProblemItem(code=strict_json.DUPLICATE_KEY, pointer=member.pointer, detail=str(member))
 
 
 def validate_application(body: bytes | str | dict[str, Any], rules: Rules) -> FundingApplication | list[ProblemItem]:
     """The application, or every problem with it at once."""
     try:
         raw = parse_body(body) if isinstance(body, bytes | str) else body
-    except DuplicateKeyError as err:
-        detail = f"the member {err.key!r} appears twice in one object"
-        return [ProblemItem(code="body.duplicate_key", pointer="", detail=detail)]
+    except strict_json.DuplicateMember as member:
+        return [duplicate_problem(member)]
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return [ProblemItem(code="body.invalid_json", pointer="", detail="the body is not valid JSON")]
     problems: list[ProblemItem] = []

@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runtime import strict_json
+from runtime.consumer import wire_of
 from runtime.outbox import Outgoing
 from runtime.record_signatures import Verdict
 from schemas import events as ev
@@ -18,7 +20,7 @@ from schemas.events import ProblemItem
 from schemas.topics import APPLICATIONS
 from services.intake import store
 from services.intake.admission import FullYear, received
-from services.intake.domain import application_id, body_digest, validate_application
+from services.intake.domain import application_id, body_digest, duplicate_problem, validate_application
 from services.intake.ingress import Duplicate, Refuse, SubmissionFacts, Unproven, decide
 from services.intake.policy import fiscal_years
 from services.intake.provenance import authenticate, claimed_portal
@@ -94,8 +96,28 @@ async def submission_facts(
     earlier = await store.submission(conn, command.portal_id, command.submission_id)
     if earlier is not None:  # seen before: the decision compares the bodies and looks at nothing else
         return SubmissionFacts(command, scope, digest, bytes(earlier["body_sha256"]))
-    parsed = validate_application(command.application, rules)
+    parsed = repeated_member(envelope) or validate_application(command.application, rules)
     return SubmissionFacts(command, scope, digest, None, parsed, await quota_fact(conn, parsed, quota))
+
+
+def repeated_member(envelope: Envelope) -> list[ProblemItem] | None:
+    """A member named twice anywhere in the record: the decoded application is then only the decoder's
+    guess (the last one), so it is refused as over HTTP. The pointer is within the application, or
+    within the submission (as ``/portal_id``) when the repeat is outside it, else within the record."""
+    wire = wire_of(envelope)
+    if wire is None:
+        return None
+    try:
+        strict_json.loads(wire.value)
+    except strict_json.DuplicateMember as member:
+        for inside in ("/data/application", "/data"):
+            if member.pointer.startswith(inside + "/"):
+                member.pointer = member.pointer.removeprefix(inside)
+                break
+        return [duplicate_problem(member)]
+    except ValueError:
+        return None  # it decoded, so it is JSON; nothing more to say here
+    return None
 
 
 async def quota_fact(

@@ -133,7 +133,11 @@ async def revoke(portal_id: str) -> bool:
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(prog="python -m services.intake.portals", description=__doc__.split("\n")[0])
+    parse = argparse.ArgumentParser(
+        prog="python -m services.intake.portals",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 done, 1 no such portal (revoke, rotate-signing-key), 2 usage.",
+    )
     commands = parse.add_subparsers(dest="command", required=True)
     issuing = commands.add_parser("issue", help="issue (or replace) a portal's token and signing secret")
     issuing.add_argument("portal_id")

@@ -13,6 +13,8 @@ until the view has caught up. Without downtime, start the instances with a new v
 (``INTAKE_STATUS_VIEW=status-2``): a new group and inbox replay every event into the same tables,
 which only moves statuses forward and adds missing timeline entries, so it repairs lost rows but
 not rows that were corrupted to a later state; those need the in-place rebuild.
+
+Exit codes: 0 rebuilt (and for --help), 1 failed (a live instance still in the group, say), 2 usage.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ async def rebuild(settings: IntakeSettings) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv in (["--help"], ["-h"]):
+        print(__doc__)
+        return 0
     if argv != ["rebuild"]:
         print(__doc__, file=sys.stderr)
         return 2

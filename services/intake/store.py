@@ -450,7 +450,8 @@ async def claim_withdrawal(
 
 async def withdrawal_state(conn: Db, application_id: str, portal_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT status, withdrawal_requested_at FROM application_status WHERE application_id = $1 AND portal_id = $2",
+        "SELECT status, withdrawal_requested_at, withdrawal_first_requested_at FROM application_status"
+        " WHERE application_id = $1 AND portal_id = $2",
         application_id,
         portal_id,
     )

@@ -73,7 +73,11 @@ async def run(args: argparse.Namespace, settings: NotifySettings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="python -m services.notify.endpoints", description=__doc__.split("\n")[0])
+    cli = argparse.ArgumentParser(
+        prog="python -m services.notify.endpoints",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 done, 1 no active endpoint to revoke, 2 usage or a URL refused (register).",
+    )
     commands = cli.add_subparsers(dest="command", required=True)
     register_cmd = commands.add_parser("register", help="register or replace a portal's callback URL")
     register_cmd.add_argument("portal_id")

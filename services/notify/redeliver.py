@@ -41,7 +41,11 @@ async def redeliver(dsn: str, notice_ids: list[uuid.UUID]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    cli = argparse.ArgumentParser(prog="python -m services.notify.redeliver", description=__doc__.split("\n")[0])
+    cli = argparse.ArgumentParser(
+        prog="python -m services.notify.redeliver",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 every notice is due again, 1 some notice was not found or had not failed, 2 usage.",
+    )
     cli.add_argument("notice_ids", nargs="+", type=uuid.UUID, metavar="NOTICE_ID")
     args = cli.parse_args(argv)
     due_again = asyncio.run(redeliver(NotifySettings().dsn, args.notice_ids))

@@ -43,7 +43,11 @@ async def serve(port: int, folder: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m services.notify.smtp_sink",
+        description=__doc__,
+        epilog="Exit codes: 0 stopped, 1 could not listen, 2 usage.",
+    )
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--dir", type=Path, default=Path(".state/mail"))
     args = parser.parse_args()

@@ -3,6 +3,8 @@ printed once. The caseworker id is the principal every caseworker action is attr
 
 python -m services.review.caseworkers issue CASEWORKER_ID    # prints the new token once
 python -m services.review.caseworkers revoke CASEWORKER_ID
+
+Exit codes: 0 done (and for --help), 1 no such caseworker to revoke, 2 usage.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ async def revoke(caseworker_id: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    if argv in (["--help"], ["-h"]):
+        print(__doc__)
+        return 0
     if len(argv) != 2 or argv[0] not in ("issue", "revoke"):
         print(__doc__, file=sys.stderr)
         return 2

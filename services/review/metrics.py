@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from runtime.metrics import count_committed
-from schemas.events import ApplicationReviewed, DocumentsRequested, ReviewProposed
+from schemas.events import ApplicationReviewed, DocumentsRequested, ReviewOutcome, ReviewProposed
 from services.review.casework import Action, decision_action
 from services.review.domain import AUTOMATIC
 
@@ -21,6 +21,12 @@ REVIEWS = Counter("egov_reviews_total", "Review results, by outcome and kind of 
 CASEWORKER_ACTIONS = Counter(
     "egov_caseworker_actions_total", "Caseworker actions: decided, proposed, confirmed, documents_requested", ["action"]
 )
+# Every series from the start, at zero (runtime.metrics.initialise_consumer_series says why).
+for _outcome in ReviewOutcome:
+    for _reviewer in (AUTOMATIC, CASEWORKER):
+        REVIEWS.labels(_outcome.value, _reviewer)
+for _action in Action:
+    CASEWORKER_ACTIONS.labels(_action.value)
 
 
 def _reviewed(reviewed: ApplicationReviewed) -> None:

@@ -90,7 +90,12 @@ def _day(text: str) -> date:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m services.review.whatif", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m services.review.whatif",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 reported (nothing is emitted), 1 failed (database unreachable), "
+        "2 usage or an invalid rules file or period.",
+    )
     parser.add_argument("--rules", type=Path, required=True, help="the rules file to replay under")
     parser.add_argument("--from", dest="first", type=_day, required=True, help="first day of receipt (UTC)")
     parser.add_argument("--to", dest="last", type=_day, required=True, help="last day of receipt (UTC), inclusive")

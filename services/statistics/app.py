@@ -21,14 +21,16 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faust.auth import SASLCredentials, SSLCredentials
 from mode import CrashingSupervisor, Service
 
+from runtime.consumer import type_label
 from runtime.http import HttpLimits, HttpServer, add_operational_routes, install_guards
 from runtime.kafka import make_admin
 from runtime.logs import configure_logging, correlated
 from runtime.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_SECONDS
+from runtime.service import service_cli
 from services.statistics import metrics, totals
 from services.statistics.api import build_api
 from services.statistics.domain import Cell, Dimension, Figure
-from services.statistics.handlers import FOLDS, Outcome, handle
+from services.statistics.handlers import Outcome, handle
 from services.statistics.settings import StatisticsSettings
 from services.statistics.topology import PARTITIONS, SOURCE_TOPICS
 
@@ -116,7 +118,7 @@ class Statistics:
                 self.figures[key] = step.figures
             for cell, change in (step.delta or {}).items():
                 self.add(message.partition, cell, change, message.topic, message.offset, step.outcome)
-        kind = step.event_type if step.event_type in FOLDS else "other"
+        kind = type_label(step.event_type or "")  # the registry's types, else "unknown": bounded like every consumer's
         EVENTS_CONSUMED.labels(message.topic, kind, step.outcome).inc()
         HANDLER_SECONDS.labels(kind).observe(time.perf_counter() - started)
         self.read_to[(message.topic, message.partition)] = message.offset
@@ -207,6 +209,7 @@ class Edge(Service):
 
 
 def main() -> None:
+    service_cli("statistics")  # before faust, which would connect first and ask later
     settings = StatisticsSettings()
     configure_logging("statistics", settings.log_level)
     statistics = Statistics(settings)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from schemas import events as ev
 from schemas.envelope import Envelope
+from schemas.topics import EVENT_TYPES
 from services.statistics.domain import (
     Cell,
     Contribution,
@@ -113,7 +114,8 @@ class Outcome(StrEnum):
     COUNTED = "counted"  # folded in; the totals move by ``delta``
     DUPLICATE = "duplicate"  # an event id already folded in, from another record: nothing to do
     REPLAYED = "replayed"  # the same record again (after a crash): its recorded change, for totals that lack it
-    IGNORED = "ignored"  # a type statistics does not count (or no application subject)
+    IGNORED = "ignored"  # a type of the registry statistics does not count (or no application subject)
+    UNKNOWN_TYPE = "unknown_type"  # not a type of the registry: counted as every consumer does, not read further
     INVALID = "invalid"  # not an envelope, or the fields statistics reads do not fit
 
 
@@ -141,7 +143,8 @@ def handle(value: bytes, position: str, stored: dict[str, Any] | None, envelope:
     subject, event_type = envelope.subject, envelope.type
     fold = FOLDS.get(event_type)
     if fold is None:
-        return Step(Outcome.IGNORED, subject, event_type=event_type)
+        outcome = Outcome.IGNORED if event_type in EVENT_TYPES else Outcome.UNKNOWN_TYPE
+        return Step(outcome, subject, event_type=event_type)
     state = stored or {}
     if position in state.get("changes", {}):
         delta = decode_delta(state["changes"][position])

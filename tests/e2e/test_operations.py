@@ -120,6 +120,20 @@ async def test_prometheus_sees_counters_gauges_and_decision_latency_move(
     assert await query(prometheus, "min(up)") == 1
 
 
+async def test_every_services_exposition_passes_promtool_check_metrics(services: ServiceProcesses) -> None:
+    """Prometheus' own linter over what each running service exposes (after the pipeline above moved
+    the counters): names, types, HELP, units. Any line it prints is a finding."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: deploy/kafka.sh installs Debian's prometheus package"
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, port in SERVICE_PORTS.items():
+            exposition = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            assert "egov_" in exposition, name
+            lint = [promtool, "check", "metrics"]
+            checked = subprocess.run(lint, input=exposition, capture_output=True, text=True, timeout=30, check=False)
+            assert (checked.returncode, checked.stdout + checked.stderr) == (0, ""), name
+
+
 def test_logs_of_the_run_hold_no_personal_data(services: ServiceProcesses) -> None:
     """Runs after the submissions above (same module): the contact's name and e-mail never reach a log."""
     logs = list(Path(services.log_dir).glob("*.log"))

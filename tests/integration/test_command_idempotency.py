@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from runtime.commands import Command
 from runtime.db import create_pool, migrate
-from runtime.idempotency import Answer, fingerprint, once
+from runtime.idempotency import Answer, Claim, answered, claim, fingerprint, first_answer, once, release
 from runtime.outbox import Outgoing
 from runtime.problems import Problem
 from runtime.refusals import Refusal, Refused
@@ -101,3 +101,33 @@ def test_the_fingerprint_is_of_the_canonical_body() -> None:
     reordered = Pot.model_validate_json('{"pot_cents": 100,   "fiscal_year": 2027}')
     assert fingerprint("post", "/v1/fiscal-years", reordered) == OPEN_2027
     assert fingerprint("POST", "/v1/fiscal-years/2027/close") != fingerprint("POST", "/v1/fiscal-years/2028/close")
+
+
+async def test_a_key_claimed_outside_the_transaction_is_answered_released_or_held(pool: asyncpg.Pool) -> None:
+    """The claim of a command whose effect is a broker publish (intake's withdrawal)."""
+    assert await claim(pool, "portal:a", "key-1", OPEN_2027) == Claim()
+    # Unanswered: the first request is in flight, or its outcome is unknown.
+    assert await claim(pool, "portal:a", "key-1", OPEN_2027) == Claim(earlier=True)
+    other = fingerprint("POST", "/v1/fiscal-years", Pot(fiscal_year=2027, pot_cents=101))
+    with pytest.raises(Problem) as refused:
+        await claim(pool, "portal:a", "key-1", other)
+    assert refused.value.code == "idempotency.key_reused"
+    assert await first_answer(pool, "portal:a", "key-1") is None
+    await answered(pool, "portal:a", "key-1", Answer(202, {"status": "withdrawn"}))
+    assert await claim(pool, "portal:a", "key-1", OPEN_2027) == Claim(answer=Answer(202, {"status": "withdrawn"}))
+    await release(pool, "portal:a", "key-1")  # an answered key is kept
+    assert await first_answer(pool, "portal:a", "key-1") == Answer(202, {"status": "withdrawn"})
+    assert await claim(pool, "portal:a", "key-2", OPEN_2027) == Claim()
+    await release(pool, "portal:a", "key-2")  # refused: its retry is judged afresh
+    assert await claim(pool, "portal:a", "key-2", other) == Claim()
+
+
+async def test_a_database_from_before_the_shared_migration_keeps_its_keys(pool: asyncpg.Pool) -> None:
+    """``command_keys`` was review's and budget's own 003: their databases have the table and that
+    version, and the shared runtime migration must leave both alone."""
+    assert await run(pool, once(counting(), "admin:a", "key-1", OPEN_2027)) == Answer(201, {"run": 1})
+    await pool.execute("DELETE FROM schema_migrations WHERE version = 'runtime/002_command_keys.sql'")
+    await pool.execute("INSERT INTO schema_migrations (version) VALUES ('budget/003_command_keys.sql')")
+    assert await migrate(pool, MIGRATIONS) == ["runtime/002_command_keys.sql"]
+    assert await run(pool, once(counting(), "admin:a", "key-1", OPEN_2027)) == Answer(201, {"run": 1})
+    assert await runs(pool) == 1

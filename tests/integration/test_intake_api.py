@@ -26,6 +26,7 @@ import httpx
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
+from runtime.idempotency import fingerprint
 from runtime.kafka import KafkaAccess, ensure_topics, make_producer, make_reader
 from runtime.record_signatures import decode_secret, signature_headers
 from schemas.application import FundingApplication, FundingYear
@@ -52,6 +53,7 @@ from schemas.topics import (
     Topic,
     dead_letters,
 )
+from services.intake.models import WithdrawalRequest
 from services.intake.portals import add_signing_key
 from tests.conftest import issue_portal_token
 from tests.support import (
@@ -378,7 +380,7 @@ async def test_a_member_named_twice_is_refused(tokens: dict[str, str], http: htt
     headers = {**auth(tokens["portal-a"]), "Content-Type": "application/json"}
     answer = await http.post("/v1/applications", content=twice.encode(), headers=headers)
     assert answer.status_code == 422, answer.text
-    assert [e["code"] for e in answer.json()["errors"]] == ["body.duplicate_key"]
+    assert [(e["code"], e["pointer"]) for e in answer.json()["errors"]] == [("body.duplicate_key", "/partners")]
 
 
 # --- listing, reading, withdrawing ----------------------------------------------------------------
@@ -486,6 +488,88 @@ async def test_a_withdrawal_is_published_once_and_refused_once_decided(
         f"/v1/applications/{app_id}/withdrawal", content=b"reason", headers={**headers, "Content-Type": "text/plain"}
     )
     assert wrong_type.status_code == 415
+
+
+async def test_a_keyed_withdrawal_repeated_is_answered_once_and_another_request_under_its_key_is_a_409(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    headers = auth(tokens["portal-a"])
+    app_id, other_id = [
+        (await http.post("/v1/applications", json=marked()[0], headers=headers)).json()["application_id"]
+        for _ in range(2)
+    ]
+    keyed = {**headers, "Idempotency-Key": str(uuid.uuid4()), "Content-Type": "application/json"}
+    url = f"/v1/applications/{app_id}/withdrawal"
+    first, *repeats = await asyncio.gather(
+        *(http.post(url, content='{"reason": "Projekt verschoben"}', headers=keyed) for _ in range(4))
+    )
+    # Concurrent repeats wait for the first; another spacing is the same request.
+    later = await http.post(url, content='{"reason":"Projekt verschoben"}', headers=keyed)
+    assert first.status_code == 202, first.text
+    assert [(r.status_code, r.json()) for r in [*repeats, later]] == [(202, first.json())] * 4
+    assert first.json()["status"] == "withdrawn"
+    other_reason = await http.post(url, content='{"reason": "anders"}', headers=keyed)
+    other_application = await http.post(f"/v1/applications/{other_id}/withdrawal", headers=keyed)
+    for refused in (other_reason, other_application):
+        assert (refused.status_code, refused.json()["code"]) == (409, "idempotency.key_reused"), refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert (await http.get(f"/v1/applications/{other_id}", headers=headers)).json()["status"] == "received"
+    fresh = await http.post(url, headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+    assert (fresh.status_code, fresh.json()["code"]) == (409, "application.already_withdrawn")
+
+    # No body, {} and {"reason": null} are one request; a refused one keeps no key.
+    empty = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+    quiet_id = (await http.post("/v1/applications", json=marked()[0], headers=headers)).json()["application_id"]
+    answers = [
+        await http.post(f"/v1/applications/{quiet_id}/withdrawal", headers=empty),
+        await http.post(f"/v1/applications/{quiet_id}/withdrawal", json={}, headers=empty),
+        await http.post(f"/v1/applications/{quiet_id}/withdrawal", json={"reason": None}, headers=empty),
+    ]
+    assert [a.status_code for a in answers] == [202, 202, 202], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+
+    def withdrawals_of(es: list[Envelope]) -> list[Envelope]:
+        return [e for e in es if e.subject in {app_id, quiet_id} and e.is_a(ApplicationWithdrawn)]
+
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: len({e.subject for e in withdrawals_of(es)}) == 2)
+    assert len({e.id for e in withdrawals_of(seen)}) == 2, "one withdrawal event per application"
+
+
+async def test_a_keyed_withdrawal_whose_outcome_was_unknown_is_answered_with_the_withdrawal_that_landed(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    """The state a 503 broker.outcome_unknown leaves: the key held without an answer, and (here) the
+    withdrawal landed after all. The retry with the key is the 202 of that withdrawal, not a 409."""
+    headers = auth(tokens["portal-a"])
+    app_id = (await http.post("/v1/applications", json=marked()[0], headers=headers)).json()["application_id"]
+    url = f"/v1/applications/{app_id}/withdrawal"
+    landed = await http.post(url, headers=headers)
+    assert landed.status_code == 202, landed.text
+    key = str(uuid.uuid4())
+    conn = await asyncpg.connect(intake.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO command_keys (principal, key, request_sha256) VALUES ($1, $2, $3)",
+            "portal:portal-a",
+            key,
+            fingerprint("POST", url, WithdrawalRequest()),
+        )
+    finally:
+        await conn.close()
+    settled = await http.post(url, headers={**headers, "Idempotency-Key": key})
+    assert (settled.status_code, settled.json()) == (202, landed.json())
+    again = await http.post(url, headers={**headers, "Idempotency-Key": key})
+    assert (again.status_code, again.json()) == (202, landed.json())
+
+
+async def test_a_submissions_key_is_not_taken_by_a_withdrawal(tokens: dict[str, str], http: httpx.AsyncClient) -> None:
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    headers = auth(tokens["portal-a"])
+    submitted = await http.post("/v1/applications", json=marked()[0], headers={**headers, **key})
+    assert submitted.status_code == 202, submitted.text
+    url = f"/v1/applications/{submitted.json()['application_id']}/withdrawal"
+    refused = await http.post(url, headers={**headers, **key})
+    assert (refused.status_code, refused.json()["code"]) == (409, "idempotency.key_reused")
 
 
 async def test_a_portal_cannot_read_list_or_withdraw_another_portals_applications(
@@ -714,7 +798,7 @@ def about(
 async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_where_they_should(
     intake: IntakeProcess, tokens: dict[str, str], portal_a_key: bytes, http: httpx.AsyncClient
 ) -> None:
-    valid, invalid, stranger, after = (f"sub-{uuid.uuid4().hex[:8]}" for _ in range(4))
+    valid, invalid, stranger, after, twice = (f"sub-{uuid.uuid4().hex[:8]}" for _ in range(5))
     application = sample_application()
     broken = sample_application(ags="99999999", requested_amount_cents=10**9)
     del broken["declarations"]
@@ -732,6 +816,10 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
     await send(valid, submission(valid, sample_application()))  # id reused
     await send(invalid, submission(invalid, broken))
     await send(stranger, submission(stranger, sample_application(), "portal-x"))  # signed, but not by portal-x
+    # "partners" named twice: the decoder would take the second; intake refuses the guess.
+    repeated = submission(twice, sample_application()).replace(b'"application":{', b'"application":{"partners":[{}],')
+    assert repeated.count(b'"partners":') == 2
+    await send(twice, repeated)
     await send(after, garbage, sign=False)
     await send("s", not_a_command)  # keyed by its subject: it is refused for its payload, not its key
     await send(after, submission(after, sample_application()))
@@ -740,6 +828,7 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
         about(valid, ApplicationRejected),
         about(invalid, ApplicationRejected),
         about(stranger, ApplicationRejected),
+        about(twice, ApplicationRejected),
         about(after, ApplicationReceived),
     ]
     seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: all(any(map(m, es)) for m in expected))
@@ -760,6 +849,8 @@ async def test_kafka_submissions_valid_invalid_duplicate_and_garbage_each_end_wh
     } <= codes, codes
     [unknown] = [e.payload(ApplicationRejected) for e in seen if about(stranger, ApplicationRejected)(e)]
     assert [p.code for p in unknown.errors] == ["portal.unauthenticated"], "an unknown portal proves nothing"
+    [doubled] = [e.payload(ApplicationRejected) for e in seen if about(twice, ApplicationRejected)(e)]
+    assert [(p.code, p.pointer) for p in doubled.errors] == [("body.duplicate_key", "/partners")]
     assert len([e for e in seen if about(after, ApplicationReceived)(e)]) == 1, "the stream kept flowing"
 
     dead = await records(intake.kafka, dead_letters("intake"), lambda rs: len(rs) >= 2)

@@ -30,7 +30,8 @@ from tests.support import REPO, TEST_SLOT, as_principal, private_broker, wait_ht
 pytestmark = pytest.mark.integration
 
 PORT = 18005 + 100 * TEST_SLOT
-UNKNOWN_TYPE = "de.thueringen.egov.budget.earmarked.v1"
+# A registry type statistics does not fold (it was outside the registry when this test was written).
+UNFOLDED_TYPE = "de.thueringen.egov.budget.earmarked.v1"
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +128,12 @@ def records_of(all_histories: list[History]) -> list[tuple[Any, Envelope]]:
 
 
 def noise(h: History) -> list[tuple[Any, Envelope]]:
-    """An unknown event type and a known one with a field added later: both must be taken in stride."""
+    """A type statistics does not fold and a known one with a field added later: both taken in stride."""
     unknown = Envelope.model_validate(
         {
             **h.records[0][1].model_dump(mode="json"),
             "id": str(uuid.uuid4()),
-            "type": UNKNOWN_TYPE,
+            "type": UNFOLDED_TYPE,
             "data": {"application_id": h.application_id, "amount_cents": 1},
         }
     )
@@ -177,4 +178,4 @@ async def test_totals_equal_the_log_across_a_sigkill_and_a_redelivered_decision(
             await asyncio.sleep(0.2)
         await asyncio.sleep(1)
         assert await totals() == expected
-        assert await metric("egov_events_consumed_total", outcome="ignored", type="other") >= 2
+        assert await metric("egov_events_consumed_total", outcome="ignored", type=UNFOLDED_TYPE) >= 2

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from importlib.resources import files
@@ -240,6 +241,34 @@ def test_promtool_test_catches_a_broken_rule(tmp_path: Path) -> None:
     result = promtool("test", "rules", tmp_path / "alerts_test.yml")
     assert result.returncode != 0
     assert "ServiceDown" in result.stdout + result.stderr
+
+
+METRIC_MODULES = [
+    "runtime.metrics",
+    *(f"services.{name}.metrics" for name in ("intake", "review", "budget", "notify", "statistics")),
+]
+EXPOSE = (
+    "import importlib, sys\n"
+    "for module in sys.argv[1:]: importlib.import_module(module)\n"
+    "from prometheus_client import generate_latest\n"
+    "sys.stdout.write(generate_latest().decode())\n"
+)
+
+
+def test_every_declared_metric_passes_promtool_check_metrics() -> None:
+    """Every metric of every service as one exposition, linted by Prometheus' own tool (the running
+    services' expositions are checked in tests/e2e/test_operations.py)."""
+    exposed = subprocess.run(
+        [sys.executable, "-c", EXPOSE, *METRIC_MODULES], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "egov_budget_late_arrivals_total" in exposed
+    assert "egov_statistics_" in exposed
+    exe = shutil.which("promtool")
+    assert exe, "promtool not found: install Debian's prometheus package (deploy/bootstrap.sh does)"
+    checked = subprocess.run(
+        [exe, "check", "metrics"], input=exposed, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
 
 
 def test_required_alerts_exist_with_severity_and_annotations() -> None:

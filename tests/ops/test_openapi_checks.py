@@ -1,4 +1,5 @@
-"""The three OpenAPI checks of ``make check`` catch what they are for, each broken on purpose here:
+"""The three OpenAPI checks of ``make check`` (intake, review, budget, statistics) catch what they are for,
+each broken on purpose here:
 the drift check (document vs. code), ``redocly lint`` with the recommended rules (tools/redocly, which
 deploy/venv.sh installs; missing, it fails), and the HTTP breaking-change check against the released
 copies (``schemas.http_compat``).
@@ -22,12 +23,18 @@ from schemas import http_compat
 from services.budget import openapi as budget_openapi
 from services.intake import openapi as intake_openapi
 from services.review import openapi as review_openapi
+from services.statistics import openapi as statistics_openapi
 from tests.support import REPO
 
 pytestmark = pytest.mark.ops
 
 REDOCLY = REPO / "tools" / "redocly" / "node_modules" / ".bin" / "redocly"
-SERVICES = {"intake": intake_openapi, "review": review_openapi, "budget": budget_openapi}
+SERVICES = {
+    "intake": intake_openapi,
+    "review": review_openapi,
+    "budget": budget_openapi,
+    "statistics": statistics_openapi,
+}
 
 
 def committed(service: str) -> dict[str, Any]:

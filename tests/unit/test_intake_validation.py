@@ -39,8 +39,8 @@ def test_a_member_named_twice_is_one_clear_problem_not_a_silent_choice() -> None
     body = json.dumps(f.application())
     problems = validate_application(body[:-1] + ', "partners": []}', f.rules())
     assert isinstance(problems, list)
-    assert [(p.code, p.detail) for p in problems] == [
-        ("body.duplicate_key", "the member 'partners' appears twice in one object")
+    assert [(p.code, p.pointer, p.detail) for p in problems] == [
+        ("body.duplicate_key", "/partners", "the member 'partners' appears twice in one object")
     ]
 
 

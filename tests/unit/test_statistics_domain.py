@@ -12,6 +12,7 @@ from schemas.events import (
     ApplicationWithdrawn,
     Decision,
     FundsCommitted,
+    FundsEarmarked,
     FundsReleased,
     FundsReserved,
     WaitlistReason,
@@ -177,7 +178,9 @@ def test_unknown_types_extra_fields_and_garbage_are_taken_in_stride() -> None:
     log = Log()
     log.feed(received({2026: 500}))
     unknown = Envelope.model_validate({**reserved(2026, 1).model_dump(mode="json"), "type": "de.x.budget.earmarked.v1"})
-    assert log.feed(unknown).outcome is Outcome.IGNORED
+    assert log.feed(unknown).outcome is Outcome.UNKNOWN_TYPE
+    ignored = Envelope.model_validate({**unknown.model_dump(mode="json"), "type": FundsEarmarked.wire_type()})
+    assert log.feed(ignored).outcome is Outcome.IGNORED
     extended = reserved(2026, 500)
     extended = Envelope.model_validate({**extended.model_dump(mode="json"), "data": {**extended.data, "place": "x"}})
     assert log.feed(extended).outcome is Outcome.COUNTED
