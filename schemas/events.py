@@ -21,7 +21,9 @@ PlaceAt = Annotated[
     Field(
         description="The application's place in line: its complete time (the receipt time of a complete"
         " application, or when the last requested document arrived). The line is ordered by it, then by"
-        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
+        " received_at, then by application_id. Absent on application.received when the application announces"
+        " attachments (its place is then application.completed's completed_at), and on events from before the"
+        " fair line: use received_at",
     ),
 ]
 

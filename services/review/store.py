@@ -35,6 +35,25 @@ async def competing_applications(conn: asyncpg.Connection, received: Application
     return tuple(r["application_id"] for r in rows)
 
 
+async def await_documents(conn: asyncpg.Connection, received: ApplicationReceived) -> None:
+    """Keep an incomplete application until its announced attachments have arrived."""
+    await conn.execute(
+        "INSERT INTO awaiting_documents (application_id, received_event, received_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING",
+        received.application_id,
+        received.model_dump_json(),
+        received.received_at,
+    )
+
+
+async def take_awaiting(conn: asyncpg.Connection, application_id: str) -> ApplicationReceived | None:
+    """The received application that waited for its documents, no longer waiting; None if it is not."""
+    raw = await conn.fetchval(
+        "DELETE FROM awaiting_documents WHERE application_id = $1 RETURNING received_event", application_id
+    )
+    return ApplicationReceived.model_validate_json(raw) if raw is not None else None
+
+
 INSERT_REVIEW = (
     "INSERT INTO reviews (application_id, applicant_ags, category, fiscal_years, amount_cents, outcome,"
     " rules_version, findings, received_at, reviewed_at, received_event, open)"
