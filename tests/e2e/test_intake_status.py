@@ -24,6 +24,7 @@ from tests.support import (
     intake_url,
     open_fiscal_year,
     sample_application,
+    upload_with,
 )
 
 pytestmark = pytest.mark.e2e
@@ -37,11 +38,12 @@ def auth(token: str) -> dict[str, str]:
 
 
 async def submit(token: str, **project: Any) -> dict[str, Any]:
+    """Submit, and upload what it announces: complete, so it goes on to review."""
+    application = sample_application(**project)
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(
-            intake_url("/v1/applications"), json=sample_application(**project), headers=auth(token)
-        )
-    assert response.status_code == 202, response.text
+        response = await http.post(intake_url("/v1/applications"), json=application, headers=auth(token))
+        assert response.status_code == 202, response.text
+        await upload_with(http, response.json()["application_id"], application, token, intake_url(""))
     return dict(response.json())
 
 

@@ -30,7 +30,15 @@ from schemas.events import (
     ReviewProposed,
 )
 from schemas.topics import APPLICATIONS, DECISIONS, REVIEWS
-from tests.support import REPO, SERVICE_PORTS, ServiceProcesses, open_fiscal_year, read_topic, sample_application
+from tests.support import (
+    REPO,
+    SERVICE_PORTS,
+    ServiceProcesses,
+    as_intake_writes,
+    open_fiscal_year,
+    read_topic,
+    sample_application,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +90,8 @@ async def receive(kafka: KafkaAccess, application: dict[str, Any], app_id: str |
     producer = make_producer(kafka, "test-review-input")
     await producer.start()
     try:
-        await publish(producer, APPLICATIONS, app_id, Envelope.wrap(received, source="/egov/intake", subject=app_id))
+        for envelope in as_intake_writes(received):  # its attachments arrived at once: complete
+            await publish(producer, APPLICATIONS, app_id, envelope)
     finally:
         await producer.stop()
     return app_id

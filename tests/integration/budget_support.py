@@ -101,6 +101,7 @@ def received(
             "project.category": category,
             "project.requested_amount_cents": sum(funding.values()),
             "project.funding": [{"fiscal_year": y, "amount_cents": c} for y, c in sorted(funding.items())],
+            "attachments": [],  # complete at receipt: the place is the receipt time
         }
     )
     event = ApplicationReceived(
