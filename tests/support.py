@@ -285,6 +285,7 @@ class ServiceProcesses:
                 "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
                 "BUDGET_SIGNING_KEY_FILE": str(SIGNING_KEY_FILE),
                 "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
+                "REVIEW_INTAKE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
                 "NOTIFY_FIRST_RETRY_SECONDS": "0.2",
                 "NOTIFY_ALLOW_LOOPBACK_CALLBACKS": "true",  # the test receivers are on 127.0.0.1

@@ -1,11 +1,14 @@
-"""The portal API's document routes: upload an announced attachment (``Uploads`` does the work)."""
+"""The document routes: a portal uploads an announced attachment (``Uploads`` does the work); the
+review service reads an arrived one, to stream it through to a caseworker (internal, its own credential)."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
+import base64
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from runtime.problems import Problem
@@ -45,6 +48,18 @@ UPLOAD_PROBLEMS = {
 }
 
 
+READ_PROBLEMS = {
+    401: "`auth.required`: the review service's credential is missing or wrong (portals have none)",
+    404: "`attachment.not_found`: no such application, no attachment announced at this position, or it has not arrived",
+}
+
+
+def repr_digest(digest: str) -> str:
+    """An announced "sha256:<hex>" as an RFC 9530 Repr-Digest field: sha-256=:<base64>:."""
+    algorithm, _, hexdigest = digest.partition(":")
+    return f"{algorithm.replace('sha', 'sha-')}=:{base64.b64encode(bytes.fromhex(hexdigest)).decode()}:"
+
+
 def content_length(request: Request) -> int | None:
     declared = request.headers.get("content-length")
     if declared is None:
@@ -59,10 +74,43 @@ def add_document_routes(
     uploads: "Callable[[], Uploads]",
     portal: Callable[..., Awaitable[PortalAccess]],
     problems: Callable[[dict[int, str]], dict[int | str, dict[str, Any]]],
+    review_service: Callable[..., Awaitable[str]],
 ) -> None:
-    """``portal`` is the API's authentication dependency; ``uploads`` is read per request, so the
-    OpenAPI document can be built without a running service."""
+    """``portal`` and ``review_service`` are the API's authentication dependencies; ``uploads`` is read
+    per request, so the OpenAPI document can be built without a running service."""
     Portal = Annotated[PortalAccess, Depends(portal)]
+    ReviewService = Annotated[str, Depends(review_service)]
+
+    @app.get(
+        "/internal/v1/applications/{application_id}/attachments/{attachment}",
+        summary="An arrived attachment's bytes, for the review service",
+        description="Internal: only the review service's credential is accepted. Review streams the bytes "
+        "through to caseworkers (`GET /v1/cases/{application_id}/documents/{n}` on review), so each "
+        "service keeps its own database. The body is streamed a chunk at a time; `Repr-Digest` carries "
+        "the announced digest the bytes were verified against on arrival.",
+        tags=["internal"],
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The attachment's bytes, as announced (media type, size)",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **problems(READ_PROBLEMS),
+        },
+    )
+    async def read_attachment(
+        application_id: str, attachment: Annotated[int, Path(ge=0, lt=ATTACHMENTS_MAX)], _: ReviewService
+    ) -> StreamingResponse:
+        stored = await uploads().stored(application_id, attachment)
+        if stored is None:
+            raise Problem(404, "attachment.not_found", "No such attachment has arrived")
+        announced = stored.announced
+        headers = {
+            "Content-Length": str(announced.size_bytes),
+            "Repr-Digest": repr_digest(announced.digest),
+            "Cache-Control": "no-store",
+        }
+        return StreamingResponse(stored.chunks, media_type=announced.media_type, headers=headers)
 
     @app.put(
         "/v1/applications/{application_id}/attachments/{attachment}",

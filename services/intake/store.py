@@ -474,6 +474,19 @@ async def announcement(conn: Db, application_id: str, portal_id: str) -> asyncpg
     )
 
 
+async def announcement_of(conn: Db, application_id: str) -> asyncpg.Record | None:
+    """The announced attachments whichever portal's the application is (for the review service)."""
+    return await conn.fetchrow("SELECT attachments FROM application_status WHERE application_id = $1", application_id)
+
+
+async def arrived_digest(conn: Db, application_id: str, attachment: int) -> str | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT digest FROM attachment_arrivals WHERE application_id = $1 AND attachment = $2",
+        application_id,
+        attachment,
+    )
+
+
 async def lock_announcement(conn: asyncpg.Connection, application_id: str) -> None:
     """Serialises the arrivals of one application until the transaction ends: exactly one of them is the last."""
     await conn.execute("SELECT 1 FROM application_status WHERE application_id = $1 FOR UPDATE", application_id)

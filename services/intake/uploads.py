@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,14 @@ def refused(refusal: Refusal) -> Problem:
 
 def not_announced() -> Problem:
     return Problem(404, "attachment.not_found", "No such attachment announced by this portal's application")
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """An arrived attachment as the review service reads it: the announcement, and its bytes."""
+
+    announced: Attachment
+    chunks: AsyncIterator[bytes]
 
 
 class Uploads:
@@ -107,6 +116,17 @@ class Uploads:
             "digest": announced.digest,
             "arrived_at": arrived_at.isoformat(),
         }
+
+    async def stored(self, application_id: str, attachment: int) -> StoredDocument | None:
+        """The attachment's bytes once it arrived (verified against its announcement); else None."""
+        row = await store.announcement_of(self.pool, application_id)
+        announced = json.loads(row["attachments"]) if row else []
+        if not 0 <= attachment < len(announced):
+            return None
+        digest = await store.arrived_digest(self.pool, application_id, attachment)
+        if digest is None:
+            return None
+        return StoredDocument(Attachment.model_validate(announced[attachment]), self.documents.read(digest))
 
     async def store(self, announced: Attachment, body: AsyncIterator[bytes]) -> None:
         fingerprint = Fingerprint(announced)
