@@ -16,6 +16,7 @@ from schemas.events import (
     ApplicationReviewed,
     ApplicationWaitlisted,
     ApplicationWithdrawn,
+    DocumentsSupplied,
     FiscalYearClosed,
     FiscalYearOpened,
     FundsCommitted,
@@ -163,6 +164,8 @@ def line_order(history: list[Envelope], applications: set[str]) -> list[str]:
             keys.setdefault(event.application_id, place_key(event))
         elif isinstance(event, ApplicationCompleted):
             completed[event.application_id] = event.completed_at
+        elif isinstance(event, DocumentsSupplied):  # complete again: the latest completion is the place
+            completed[event.application_id] = event.supplied_at
     for application_id, at in completed.items():  # announced attachments: the place is the last one's arrival
         if application_id in keys:
             _, received_at, _ = keys[application_id]

@@ -28,6 +28,7 @@ from schemas.events import (
     ApplicationWithdrawn,
     CategoryPaused,
     CategoryResumed,
+    DocumentsSupplied,
     FiscalYearClosed,
     FundsEarmarked,
     FundsReleased,
@@ -65,6 +66,8 @@ class LineReplay:
         self.first_reason: dict[str, WaitlistReason] = {}
         # Received with attachments announced: not in line until application.completed gives the place.
         self.incomplete: dict[str, ApplicationReceived] = {}
+        # Complete again at this time (requested documents supplied) while its earmark is still held.
+        self.moving: dict[str, datetime] = {}
         for envelope in history:  # looking ahead: who was told to wait at some point, and why first
             event = typed(envelope)
             if isinstance(event, ApplicationWaitlisted):
@@ -119,10 +122,13 @@ class LineReplay:
                     entry = self.waiting[event.application_id]
                     entry.category = event.category
                     entry.funding = {f.fiscal_year: f.amount_cents for f in event.funding}
-            case FundsReleased(earmarked=True, reason="amount_changed" | "fiscal_year_closed"):
+            case DocumentsSupplied():
+                self.moved(event.application_id, event.supplied_at)
+            case FundsReleased(earmarked=True, reason="amount_changed" | "fiscal_year_closed" | "documents_supplied"):
                 back = self.served.pop(event.application_id, None)
                 if back is not None:
                     self.waiting[event.application_id] = back
+                    self.moved(event.application_id, self.moving.pop(event.application_id, None))
             case ApplicationWaitlisted() if event.application_id in self.waiting:
                 entry = self.waiting[event.application_id]
                 entry.told_reason, entry.told_at = event.reason, envelope.time
@@ -136,6 +142,17 @@ class LineReplay:
             case ApplicationWithdrawn() | ApplicationDecided():
                 self.waiting.pop(event.application_id, None)
                 self.incomplete.pop(event.application_id, None)
+
+    def moved(self, application_id: str, place_at: datetime | None) -> None:
+        """A new place for one waiting in line; one holding an earmark moves once it is released."""
+        if place_at is None:
+            return
+        entry = self.waiting.get(application_id)
+        if entry is None:
+            self.moving[application_id] = place_at
+            return
+        _, received_at, _ = entry.order_key
+        entry.order_key = (place_at, received_at, application_id)
 
     def reserved(self, envelope: Envelope, event: FundsReserved | FundsEarmarked) -> None:
         entry = self.waiting.pop(event.application_id, None) or self.served.get(event.application_id)

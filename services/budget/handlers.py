@@ -20,6 +20,7 @@ from schemas.events import (
     ApplicationReceived,
     ApplicationReviewed,
     ApplicationWithdrawn,
+    DocumentsSupplied,
     ReviewOutcome,
 )
 from schemas.topics import APPLICATIONS
@@ -54,6 +55,21 @@ async def on_completed(conn: asyncpg.Connection, envelope: Envelope, line: LineS
     if not await store.complete_place(conn, completed.application_id, completed.completed_at):
         return ()
     return await serve_line(conn, line, envelope)
+
+
+async def on_documents_supplied(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
+    """The documents a caseworker asked for arrived: complete again, and that time is the new place.
+    An earmark held for the old place goes back to the line, which then serves the new place in turn."""
+    supplied = envelope.payload(DocumentsSupplied)
+    app_id = supplied.application_id
+    await _arrived(conn, envelope, supplied.supplied_at, line)
+    await store.lock_line(conn)
+    entry = await store.line_entry(conn, app_id)
+    if entry is None or entry.status not in ("waiting", "earmarked"):
+        return ()  # decided, withdrawn or holding a reservation: a new place changes nothing
+    out = await release(conn, app_id, "documents_supplied", "budget", envelope)
+    await store.move_place(conn, app_id, supplied.supplied_at)
+    return [*out, *await serve_line(conn, line, envelope)]
 
 
 async def _arrived(conn: asyncpg.Connection, envelope: Envelope, place_at: datetime, line: LineSettings) -> None:
@@ -148,6 +164,7 @@ LineHandler = Callable[[asyncpg.Connection, Envelope, LineSettings], Awaitable[S
 HANDLERS: dict[type[Event], LineHandler] = {
     ApplicationReceived: on_received,
     ApplicationCompleted: on_completed,
+    DocumentsSupplied: on_documents_supplied,
     ApplicationReviewed: on_reviewed,
     ApplicationWithdrawn: on_withdrawn,
 }

@@ -172,6 +172,15 @@ async def join_line(
     return bool(joined)
 
 
+async def move_place(conn: asyncpg.Connection, application_id: str, place_at: datetime) -> None:
+    """Complete again, later (requested documents supplied): it waits at its new place."""
+    await conn.execute(
+        "UPDATE line SET status = 'waiting', place_at = $2, updated_at = now() WHERE application_id = $1",
+        application_id,
+        place_at,
+    )
+
+
 async def complete_place(conn: asyncpg.Connection, application_id: str, place_at: datetime) -> bool:
     """The incomplete application got its place (its complete time) and waits now; False if it was not
     incomplete (completed before, or never in line)."""

@@ -9,6 +9,7 @@ naming the caseworker, staged in the same transaction as the case's new state.
 # No ``from __future__ import annotations``: FastAPI must see the route-local ``Caseworker`` dependency.
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -24,7 +25,7 @@ from runtime.idempotency import Answer, IdempotencyKey, fingerprint, once
 from runtime.openapi import ApiDescription, Responses, serve
 from runtime.outbox import Outgoing
 from runtime.problems import Problem, bearer_required, install_problem_handlers
-from schemas.application import FundingApplication
+from schemas.application import Attachment, FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from services.review import caseworker_commands, store
 from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, case_not_found
@@ -72,8 +73,9 @@ class ActionRecord(BaseModel):
 
 
 class CaseDocument(BaseModel):
-    """An attachment the application announced; the case exists only once every one arrived and
-    matched its announced size and digest, so each is verified."""
+    """An attachment the application announced (the case exists only once every one arrived and
+    matched its announced size and digest), or a document supplied on request (matched the digest
+    its upload declared): each is verified."""
 
     position: int = Field(description="Its place in the application's `attachments`: the `n` of `href`")
     kind: str
@@ -82,6 +84,7 @@ class CaseDocument(BaseModel):
     size_bytes: int
     digest: str = Field(description="The verified digest, as announced (`sha256:<hex>`)")
     href: str = Field(description="Where a caseworker reads its bytes")
+    request_id: str | None = Field(default=None, description="Supplied on this document request; none: announced")
 
 
 class CaseView(CaseSummary):
@@ -135,22 +138,46 @@ def _summary(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _documents(application_id: str, application: FundingApplication) -> list[CaseDocument]:
+@dataclass(frozen=True)
+class CaseFile:
+    """One of a case's documents: announced with the application, or supplied on request."""
+
+    attachment: Attachment
+    request: tuple[str, int] | None = None  # (request id, position in the request) if supplied
+
+
+def _files(application: FundingApplication, supplied: list[asyncpg.Record]) -> list[CaseFile]:
+    """The announced attachments first, then what was supplied on request, in order of arrival."""
+    files = [CaseFile(a) for a in application.attachments]
+    for r in supplied:
+        attachment = Attachment(
+            file_name=r["file_name"],
+            media_type=r["media_type"],
+            size_bytes=r["size_bytes"],
+            kind=r["kind"],
+            digest=r["digest"],
+        )
+        files.append(CaseFile(attachment, (r["request_id"], r["document"])))
+    return files
+
+
+def _documents(application_id: str, files: list[CaseFile]) -> list[CaseDocument]:
     return [
         CaseDocument(
             position=n,
-            kind=a.kind,
-            file_name=a.file_name,
-            media_type=a.media_type,
-            size_bytes=a.size_bytes,
-            digest=a.digest,
+            kind=f.attachment.kind,
+            file_name=f.attachment.file_name,
+            media_type=f.attachment.media_type,
+            size_bytes=f.attachment.size_bytes,
+            digest=f.attachment.digest,
             href=f"/v1/cases/{application_id}/documents/{n}",
+            request_id=f.request[0] if f.request else None,
         )
-        for n, a in enumerate(application.attachments)
+        for n, f in enumerate(files)
     ]
 
 
-def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
+def _view(row: asyncpg.Record, history: list[asyncpg.Record], supplied: list[asyncpg.Record]) -> CaseView:
     application = ApplicationReceived.model_validate_json(row["received_event"]).application
     return CaseView(
         **_summary(row),
@@ -160,7 +187,7 @@ def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
         decided_by=row["decided_by"],
         decided_at=row["decided_at"],
         application=application,
-        documents=_documents(row["application_id"], application),
+        documents=_documents(row["application_id"], _files(application, supplied)),
         history=[
             ActionRecord(
                 action=a["action"],
@@ -224,7 +251,9 @@ def build_api(pool: asyncpg.Pool, commands: CommandRunner, documents: IntakeDocu
             row = await store.case_row(conn, application_id)
             if row is None:
                 raise case_not_found(application_id)
-            return _view(row, await store.actions(conn, application_id))
+            return _view(
+                row, await store.actions(conn, application_id), await store.supplied_documents(conn, application_id)
+            )
 
     @app.get(
         "/v1/cases/{application_id}/documents/{n}",
@@ -246,15 +275,21 @@ def build_api(pool: asyncpg.Pool, commands: CommandRunner, documents: IntakeDocu
     async def read_document(
         application_id: ApplicationId, n: Annotated[int, Path(ge=0, lt=50)], _: Caseworker
     ) -> StreamingResponse:
-        row = await store.case_row(pool, application_id)
-        if row is None:
-            raise case_not_found(application_id)
-        attachments = ApplicationReceived.model_validate_json(row["received_event"]).application.attachments
-        if n >= len(attachments) or documents is None:
+        async with pool.acquire() as conn:
+            row = await store.case_row(conn, application_id)
+            if row is None:
+                raise case_not_found(application_id)
+            application = ApplicationReceived.model_validate_json(row["received_event"]).application
+            files = _files(application, await store.supplied_documents(conn, application_id))
+        if n >= len(files) or documents is None:
             raise Problem(404, "document.not_found", "The case has no document at this position")
-        announced = attachments[n]
+        case_file = files[n]
+        announced = case_file.attachment
         try:
-            download = await documents.open(application_id, announced, n)
+            if case_file.request is None:
+                download = await documents.open(application_id, n)
+            else:
+                download = await documents.open_requested(application_id, *case_file.request)
         except DocumentUnavailable as unavailable:
             if unavailable.status == 404:
                 raise Problem(404, "document.not_found", "The case has no document at this position") from None

@@ -17,8 +17,6 @@ import httpx
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from schemas.application import Attachment
-
 
 def content_disposition(file_name: str) -> str:
     """``attachment`` with an ASCII fallback name and the exact one (RFC 6266, RFC 8187)."""
@@ -52,11 +50,19 @@ class IntakeDocuments:
             timeout=httpx.Timeout(timeout_seconds, connect=5.0),
         )
 
-    async def open(self, application_id: str, attachment: Attachment, position: int) -> Download:
-        """The document's bytes, as a stream; raises DocumentUnavailable before any byte is sent on."""
-        request = self.client.build_request("GET", f"/internal/v1/applications/{application_id}/attachments/{position}")
+    async def open(self, application_id: str, position: int) -> Download:
+        """An announced attachment's bytes, as a stream; raises DocumentUnavailable before any byte."""
+        return await self._open(f"/internal/v1/applications/{application_id}/attachments/{position}")
+
+    async def open_requested(self, application_id: str, request_id: str, document: int) -> Download:
+        """A document supplied on request, likewise."""
+        return await self._open(
+            f"/internal/v1/applications/{application_id}/requests/{request_id}/documents/{document}"
+        )
+
+    async def _open(self, path: str) -> Download:
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.client.send(self.client.build_request("GET", path), stream=True)
         except httpx.HTTPError as error:
             raise DocumentUnavailable(502) from error
         if response.status_code != 200:

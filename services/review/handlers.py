@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, utc_now
-from schemas.events import ApplicationCompleted, ApplicationReceived, ReviewOutcome, RuleFinding
+from schemas.events import ApplicationCompleted, ApplicationReceived, DocumentsSupplied, ReviewOutcome, RuleFinding
 from schemas.topics import REVIEWS
 from services.review import store
 from services.review.casework import EARLY_START_RULE, FOUR_EYES_RULE, needs_person_for
@@ -83,6 +83,16 @@ async def on_completed(conn: asyncpg.Connection, envelope: Envelope, rules: Rule
     return await review_complete(conn, envelope, received, rules)
 
 
+async def on_documents_supplied(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+    """The documents a caseworker asked for arrived: the case lists them and goes back to the queue;
+    the application's new place is their arrival time, which a decision from now on carries."""
+    supplied = envelope.payload(DocumentsSupplied)
+    await store.record_supplied(conn, supplied)
+    await store.new_place(conn, supplied.application_id, supplied.supplied_at)
+    await store.back_in_queue(conn, supplied.application_id, envelope.id, supplied.supplied_at)
+    return ()
+
+
 async def review_complete(
     conn: asyncpg.Connection, cause: Envelope, received: ApplicationReceived, rules: Rules
 ) -> Sequence[Outgoing]:
@@ -112,4 +122,8 @@ def routes(rules: Rules) -> dict[str, Handler]:
     async def completed(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
         return await on_completed(conn, envelope, rules)
 
-    return {ApplicationReceived.wire_type(): received, ApplicationCompleted.wire_type(): completed}
+    return {
+        ApplicationReceived.wire_type(): received,
+        ApplicationCompleted.wire_type(): completed,
+        DocumentsSupplied.wire_type(): on_documents_supplied,
+    }

@@ -5,6 +5,7 @@ intake through review) while portals cannot read them at all."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from datetime import datetime
@@ -142,3 +143,122 @@ async def test_a_caseworker_reads_the_documents_and_a_portal_cannot(
         }
     assert {who: r.status_code for who, r in refused.items()} == dict.fromkeys(refused, 401)
     assert {r.json()["code"] for r in refused.values()} <= {"auth.required", "auth.invalid_token"}
+
+
+def content_digest(data: bytes) -> str:
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
+
+
+async def request_id_of(http: httpx.AsyncClient, token: str, app_id: str, timeout: float = 30) -> str:
+    """The document request as the portal sees it: in its application's timeline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = (await http.get(intake_url(f"/v1/applications/{app_id}"), headers=auth(token))).json()
+        asked = [t for t in status["timeline"] if t["type"] == "application.documents_requested.v1"]
+        if asked:
+            return str(asked[-1]["detail"]["request_id"])
+        assert time.monotonic() < deadline, "the document request never reached the portal's timeline"
+        await asyncio.sleep(0.2)
+
+
+async def test_requested_documents_are_uploaded_the_case_returns_to_the_queue_and_is_decided(
+    services: ServiceProcesses, portal_token: str, kafka: KafkaAccess, service_dsns: dict[str, str]
+) -> None:
+    await open_fiscal_year(2027, 1_000_000_000)
+    caseworker = auth(issue_caseworker(service_dsns["review"], "sb-emil"))
+    other_portal = await issue_portal_token(service_dsns["intake"], "portal-documents-c")
+    application = {**sample_application(), "early_start": EARLY_START}
+    budget_plan = b"%PDF-1.4\n% Finanzierungsplan, nachgereicht\n%%EOF\n"
+    async with httpx.AsyncClient(timeout=30) as http:
+        app_id = await submit(http, portal_token, application)
+        await upload_with(http, app_id, application, portal_token, intake_url(""))
+        deadline = time.monotonic() + 30
+        while (await http.get(review_url(f"/v1/cases/{app_id}"), headers=caseworker)).status_code == 404:
+            assert time.monotonic() < deadline, "no case was opened"
+            await asyncio.sleep(0.2)
+        asked = await http.post(
+            review_url(f"/v1/cases/{app_id}/document-requests"),
+            json={"documents": ["cost_plan"], "note": "Bitte den aktualisierten Kostenplan nachreichen."},
+            headers=caseworker,
+        )
+        assert asked.status_code == 200, asked.text
+        request_id = await request_id_of(http, portal_token, app_id)
+        url = intake_url(f"/v1/applications/{app_id}/requests/{request_id}/documents/0")
+        params = {"file_name": "kostenplan-2.pdf"}
+        pdf = {"Content-Type": "application/pdf"}
+        refusals = {
+            "no digest": await http.put(url, params=params, content=budget_plan, headers={**auth(portal_token), **pdf}),
+            "wrong digest": await http.put(
+                url,
+                params=params,
+                content=budget_plan,
+                headers={**auth(portal_token), **pdf, "Content-Digest": content_digest(b"other")},
+            ),
+            "not allowed": await http.put(
+                url,
+                params=params,
+                content=budget_plan,
+                headers={
+                    **auth(portal_token),
+                    "Content-Type": "text/html",
+                    "Content-Digest": content_digest(budget_plan),
+                },
+            ),
+            "another portal": await http.put(
+                url,
+                params=params,
+                content=budget_plan,
+                headers={**auth(other_portal), **pdf, "Content-Digest": content_digest(budget_plan)},
+            ),
+        }
+        assert {k: (r.status_code, r.json()["code"]) for k, r in refusals.items()} == {
+            "no digest": (400, "document.digest_required"),
+            "wrong digest": (422, "document.digest_mismatch"),
+            "not allowed": (415, "document.media_type_not_allowed"),
+            "another portal": (404, "document_request.not_found"),
+        }
+        case = (await http.get(review_url(f"/v1/cases/{app_id}"), headers=caseworker)).json()
+        assert case["status"] == "waiting_documents", "nothing arrived yet: the case still waits"
+
+        headers = {**auth(portal_token), **pdf, "Content-Digest": content_digest(budget_plan)}
+        uploaded = await http.put(url, params=params, content=budget_plan, headers=headers)
+        assert uploaded.status_code == 200, uploaded.text
+        again = await http.put(url, params=params, content=budget_plan, headers=headers)
+        assert again.json() == uploaded.json(), "a repeat gets the same answer"
+        supplied_at = datetime.fromisoformat(uploaded.json()["arrived_at"])
+
+        deadline = time.monotonic() + 30
+        while (case := (await http.get(review_url(f"/v1/cases/{app_id}"), headers=caseworker)).json())[
+            "status"
+        ] != "open":
+            assert time.monotonic() < deadline, f"the case never came back to the queue: {case['status']}"
+            await asyncio.sleep(0.2)
+        queue = (await http.get(review_url("/v1/cases"), headers=caseworker)).json()["cases"]
+        assert app_id in [c["application_id"] for c in queue], "back in the caseworkers' queue"
+        supplied = case["documents"][len(application["attachments"]) :]
+        assert [(d["kind"], d["file_name"], d["request_id"]) for d in supplied] == [
+            ("cost_plan", "kostenplan-2.pdf", request_id)
+        ]
+        read = await http.get(review_url(supplied[0]["href"]), headers=caseworker)
+        assert (read.status_code, read.content) == (200, budget_plan)
+        assert 'filename="kostenplan-2.pdf"' in read.headers["content-disposition"]
+
+        decided = await http.post(
+            review_url(f"/v1/cases/{app_id}/decision"),
+            json={
+                "outcome": "eligible",
+                "justification": "Kostenplan nachgereicht, Vorhaben förderfähig.",
+                "early_start_permitted": True,
+            },
+            headers=caseworker,
+        )
+        assert decided.status_code == 200, decided.text
+
+    decisions = await read_topic(kafka, DECISIONS, lambda seen: any(e.subject == app_id for e in seen), timeout=60)
+    [decision] = [e.payload(ApplicationDecided) for e in decisions if e.subject == app_id]
+    assert decision.decision is Decision.APPROVED
+    reviews = [e.payload(ApplicationReviewed) for e in await read_topic(kafka, REVIEWS, lambda _: False, timeout=3)]
+    [final] = [r for r in reviews if r.application_id == app_id and r.reviewer == "sb-emil"]
+    assert final.place_at == supplied_at, "the caseworker's decision carries the new complete time"
+    row = await line_row(service_dsns["budget"], app_id)
+    assert row["place_at"] == supplied_at, "the line placed it anew at the last requested document's arrival"

@@ -35,3 +35,16 @@ def test_the_announced_digest_becomes_an_rfc_9530_repr_digest() -> None:
 
 def test_an_incomplete_application_leaves_the_line_when_withdrawn() -> None:
     assert after_withdrawal("incomplete") is AfterWithdrawal.LEAVE_LINE
+
+
+def test_a_declared_content_digest_becomes_the_announced_form() -> None:
+    from services.intake.documents import declared_digest
+
+    data = b"Kostenplan"
+    sha256, sha512 = hashlib.sha256(data), hashlib.sha512(data)
+    header = f"sha-256=:{base64.b64encode(sha256.digest()).decode()}:"
+    assert declared_digest(header) == f"sha256:{sha256.hexdigest()}"
+    both = f"{header}, sha-512=:{base64.b64encode(sha512.digest()).decode()}:"
+    assert declared_digest(both) == f"sha512:{sha512.hexdigest()}"
+    for bad in (None, "", "md5=:AAAA:", "sha-256=:not base64!:", "sha-256=:AAAA:", "sha-256=abc"):
+        assert declared_digest(bad) is None, bad
