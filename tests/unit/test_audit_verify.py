@@ -611,3 +611,35 @@ def test_an_application_with_attachments_takes_its_place_when_they_arrived() -> 
     log.review(3, 10)
     log.reserve(3, 10)  # 1 is complete and waits before 3
     assert checks_failed(verify(log.events)) == ["line-order"]
+
+
+def supplied_then_served(*, supplied: bool) -> list[Envelope]:
+    """1 holds an earmark while a caseworker waits for its documents; 2 waits behind it. The documents
+    arrive (or, with ``supplied`` False, the earmark is released without them), then 2 is served."""
+    log = Log()
+    log.open_year(100)
+    log.receive(1, amount=60)
+    log.receive(2, amount=60)
+    log.review(1, 60, eligible=True)
+    log.review(2, 60)
+    earmark = ev.FundsEarmarked(application_id=app(1), fiscal_year=YEAR, amount_cents=60, place_at=log.clock)
+    log.add(earmark, app(1), BUDGET)
+    log.waitlist(2, 1, 60, ev.WaitlistReason.INSUFFICIENT_FUNDS)
+    if supplied:
+        documents = f.funding_application().attachments[:1]
+        answer = ev.DocumentsSupplied(
+            application_id=app(1), request_id="r-1", supplied_at=log.clock, documents=documents
+        )
+        log.add(answer, app(1), INTAKE)
+    released = ev.FundsReleased(
+        application_id=app(1), fiscal_year=YEAR, amount_cents=60, reason="documents_supplied", earmarked=True
+    )
+    log.add(released, app(1), BUDGET)
+    log.waitlist(1, 1, 60, ev.WaitlistReason.INSUFFICIENT_FUNDS)  # told where it stands now
+    log.reserve(2, 60)
+    return log.events
+
+
+def test_supplied_documents_give_a_new_place_behind_those_already_waiting() -> None:
+    assert verify(supplied_then_served(supplied=True)).violations == []
+    assert checks_failed(verify(supplied_then_served(supplied=False))) == ["line-order"]
