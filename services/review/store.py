@@ -37,9 +37,9 @@ async def competing_applications(conn: asyncpg.Connection, received: Application
 
 async def await_documents(conn: asyncpg.Connection, received: ApplicationReceived) -> None:
     """Keep an incomplete application until its announced attachments have arrived."""
-    await conn.execute(
-        "INSERT INTO awaiting_documents (application_id, received_event, received_at) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING",
+    await conn.execute(  # a receipt reissued after the review waits for nothing
+        "INSERT INTO awaiting_documents (application_id, received_event, received_at) SELECT $1, $2, $3"
+        " WHERE NOT EXISTS (SELECT 1 FROM reviews WHERE application_id = $1) ON CONFLICT DO NOTHING",
         received.application_id,
         received.model_dump_json(),
         received.received_at,

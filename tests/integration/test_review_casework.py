@@ -110,6 +110,7 @@ async def test_a_redelivered_or_reissued_completion_gives_one_review(pool: async
     assert await handle_once(pool, "review-automatic", handlers[envelope.type], again) == "handled"
     assert await pool.fetchval("SELECT count(*) FROM reviews WHERE application_id = $1", envelope.subject) == 1
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", envelope.subject) == 1
+    assert await pool.fetchval("SELECT count(*) FROM awaiting_documents") == 0, "nothing waits any more"
 
 
 async def test_each_review_records_the_rules_version_that_was_loaded(pool: asyncpg.Pool) -> None:
