@@ -21,6 +21,7 @@ from runtime.kafka import KafkaAccess, make_producer, publish
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
 from schemas.events import (
+    ApplicationCompleted,
     ApplicationDecided,
     ApplicationReceived,
     ApplicationReviewed,
@@ -345,15 +346,16 @@ async def test_redelivered_received_event_gives_no_second_review(
         category_open=True,
         application=FundingApplication.model_validate(sample_application()),
     )
-    envelope = Envelope.wrap(received, source="/egov/intake", subject=app_id, actor="portal:portal-a")
+    envelope, completion = as_intake_writes(received)
     # The same application again under a new event id: what a crashed, restarted writer could publish.
     reissued = Envelope.wrap(received, source="/egov/intake", subject=app_id, actor="portal:portal-a")
+    completed_again = Envelope.wrap(completion.payload(ApplicationCompleted), source="/egov/intake", subject=app_id)
     duplicates = ('type="de.thueringen.egov.application.received.v1"', 'outcome="duplicate"')
     duplicates_before = await review_metric("egov_events_consumed_total", *duplicates)
     producer = make_producer(kafka, "test-redelivery")
     await producer.start()
     try:
-        for one in (envelope, envelope, reissued):  # one key, one partition: handled in this order
+        for one in (envelope, envelope, completion, reissued, completed_again):  # one key: handled in this order
             await publish(producer, APPLICATIONS, app_id, one)
     finally:
         await producer.stop()
@@ -361,7 +363,7 @@ async def test_redelivered_received_event_gives_no_second_review(
     conn = await asyncpg.connect(service_dsns["review"])
     try:
         for _ in range(300):
-            if await conn.fetchval("SELECT true FROM processed_events WHERE event_id = $1", reissued.id):
+            if await conn.fetchval("SELECT true FROM processed_events WHERE event_id = $1", completed_again.id):
                 break
             await asyncio.sleep(0.1)
         handled = await conn.fetchval("SELECT count(*) FROM processed_events WHERE event_id = ANY($1)", [envelope.id])
@@ -373,7 +375,7 @@ async def test_redelivered_received_event_gives_no_second_review(
     await asyncio.sleep(1.0)  # give a wrongly staged second result time to reach the topic
     results = await events_about(kafka, REVIEWS, app_id, ApplicationReviewed, count=2, timeout=3)
     assert len(results) == 1
-    assert results[0].causationid == envelope.id
+    assert results[0].causationid == completion.id, "reviewed once complete"
 
 
 async def test_the_review_service_stays_within_its_memory_budget(services: ServiceProcesses) -> None:
