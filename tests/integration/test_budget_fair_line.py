@@ -220,7 +220,7 @@ async def test_a_review_that_overtakes_the_completion_gives_the_place_and_a_with
     await deliver(pool, announcing_attachments(received(2, 60, place_offset_ms=2)), LINE)
     await deliver(pool, reviewed(1, 60, place=place_time(0, 5)), LINE)  # review read the completion first
     await read_past(pool, 10)
-    assert await status_of(pool, 1) == "approved"  # reserved, committed and decided at once
+    assert await status_of(pool, 1) == "reserved"  # at the place the review carried
     await deliver(pool, completed(1, place_time(0, 5)), LINE)  # then budget reads it: nothing changes
     assert payloads(await staged(pool), FundsReserved)[0].place_at == place_time(0, 5)
     await deliver(pool, withdrawn(2), LINE)
