@@ -133,7 +133,6 @@ async def test_live_events_meet_cloudevents_json_schema_and_carry_one_trace(
                 traced.setdefault(name, set()).add(parent.split("-")[1] if parent else "")
     assert {
         "application.received.v1",
-        "application.completed.v1",
         "application.reviewed.v1",
         "budget.reserved.v1",
         "budget.committed.v1",

@@ -139,7 +139,12 @@ async def test_the_status_follows_the_application_to_its_decision_and_then_refus
 
     status = await status_when(portal_token, app_id, settled)
     steps = [t["type"] for t in status["timeline"] if not t["type"].startswith("notification.")]
-    assert steps[:3] == ["application.received.v1", "application.reviewed.v1", "budget.reserved.v1"]
+    assert steps[:4] == [
+        "application.received.v1",
+        "application.completed.v1",
+        "application.reviewed.v1",
+        "budget.reserved.v1",
+    ]
     assert "application.decided.v1" in steps
     assert status["timeline"][0]["status"] == "received"
     decided = next(t for t in status["timeline"] if t["type"] == "application.decided.v1")
