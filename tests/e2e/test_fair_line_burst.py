@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -48,13 +49,13 @@ def burst_application(rng: random.Random) -> dict[str, Any]:
     return with_small_attachments(application)
 
 
-async def submit_all(tokens: list[str], applications: list[dict[str, Any]]) -> list[tuple[str, str]]:
+async def submit_all(tokens: list[str], applications: list[dict[str, Any]]) -> list[tuple[str, datetime]]:
     """(application id, complete time) for each, from CLIENTS concurrent connections spread over the
     portals: each submits, then uploads the announced attachments; the last arrival is the complete time."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for application in applications:
         queue.put_nowait(application)
-    receipts: list[tuple[str, str]] = []
+    receipts: list[tuple[str, datetime]] = []
 
     async def client(token: str) -> None:
         async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
@@ -64,7 +65,7 @@ async def submit_all(tokens: list[str], applications: list[dict[str, Any]]) -> l
                 assert response.status_code == 202, response.text
                 app_id = response.json()["application_id"]
                 arrivals = await upload_with(http, app_id, body, token, intake_url(""))
-                receipts.append((app_id, max(a["arrived_at"] for a in arrivals)))
+                receipts.append((app_id, max(datetime.fromisoformat(a["arrived_at"]) for a in arrivals)))
 
     await asyncio.gather(*(client(tokens[i % len(tokens)]) for i in range(CLIENTS)))
     return receipts
@@ -128,7 +129,7 @@ async def test_a_burst_of_600_is_funded_in_complete_order(
     await notices_sent(service_dsns["notify"], ids, timeout=240)
     complete_at = dict(receipts)
     # The place is the arrival time intake answered the last upload with, to the microsecond.
-    assert all(r["place_at"].isoformat() == complete_at[r["application_id"]] for r in rows)
+    assert all(r["place_at"] == complete_at[r["application_id"]] for r in rows)
     standing = [r for r in rows if r["status"] != "rejected"]  # ineligible ones leave the line
     assert len(standing) > COUNT * 0.9
     holds_money = [r["status"] in ("approved", "earmarked", "reserved") for r in standing]
