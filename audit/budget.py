@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from audit.log import application_of, euros, in_order, short_type, typed
 from schemas.events import (
+    ApplicationCompleted,
     ApplicationDecided,
     ApplicationReceived,
     ApplicationReviewed,
     ApplicationWaitlisted,
     ApplicationWithdrawn,
+    DocumentsSupplied,
     FiscalYearClosed,
     FiscalYearOpened,
     FundsCommitted,
@@ -155,10 +157,19 @@ def place_key(event: ApplicationReceived | ApplicationReviewed) -> tuple[datetim
 def line_order(history: list[Envelope], applications: set[str]) -> list[str]:
     """The given applications in line order: the place time, then received, then id (services/budget/domain.py)."""
     keys: dict[str, tuple[datetime, datetime, str]] = {}
+    completed: dict[str, datetime] = {}
     for envelope in history:
         event = typed(envelope)
         if isinstance(event, ApplicationReceived | ApplicationReviewed) and event.application_id in applications:
             keys.setdefault(event.application_id, place_key(event))
+        elif isinstance(event, ApplicationCompleted):
+            completed[event.application_id] = event.completed_at
+        elif isinstance(event, DocumentsSupplied):  # complete again: the latest completion is the place
+            completed[event.application_id] = event.supplied_at
+    for application_id, at in completed.items():  # announced attachments: the place is the last one's arrival
+        if application_id in keys:
+            _, received_at, _ = keys[application_id]
+            keys[application_id] = (at, received_at, application_id)
     return sorted(applications, key=lambda a: keys.get(a, (NEVER, NEVER, a)))
 
 

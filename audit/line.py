@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from audit.budget import Pot, apply, place_key
 from audit.log import Violation, typed
 from schemas.events import (
+    ApplicationCompleted,
     ApplicationDecided,
     ApplicationReceived,
     ApplicationReviewed,
@@ -27,6 +28,7 @@ from schemas.events import (
     ApplicationWithdrawn,
     CategoryPaused,
     CategoryResumed,
+    DocumentsSupplied,
     FiscalYearClosed,
     FundsEarmarked,
     FundsReleased,
@@ -62,6 +64,10 @@ class LineReplay:
         self.pots: dict[int, Pot] = {}
         self.categories: dict[str, tuple[bool, datetime]] = {}  # category -> (paused, since)
         self.first_reason: dict[str, WaitlistReason] = {}
+        # Received with attachments announced: not in line until application.completed gives the place.
+        self.incomplete: dict[str, ApplicationReceived] = {}
+        # Complete again at this time (requested documents supplied) while its earmark is still held.
+        self.moving: dict[str, datetime] = {}
         for envelope in history:  # looking ahead: who was told to wait at some point, and why first
             event = typed(envelope)
             if isinstance(event, ApplicationWaitlisted):
@@ -78,7 +84,13 @@ class LineReplay:
             apply(self.pots, envelope, event)
         return self.violations
 
-    def enter(self, envelope: Envelope, event: ApplicationReceived | ApplicationReviewed) -> None:
+    def enter(
+        self,
+        envelope: Envelope,
+        event: ApplicationReceived | ApplicationReviewed,
+        order_key: tuple[datetime, datetime, str] | None = None,
+    ) -> None:
+        self.incomplete.pop(event.application_id, None)
         if event.application_id in self.served or event.application_id in self.waiting:
             return
         if isinstance(event, ApplicationReceived):
@@ -87,7 +99,7 @@ class LineReplay:
             category, funding = event.category, event.funding
         self.waiting[event.application_id] = InLine(
             event.application_id,
-            place_key(event),
+            order_key or place_key(event),
             category,
             {f.fiscal_year: f.amount_cents for f in funding},
             envelope.id,
@@ -95,8 +107,13 @@ class LineReplay:
 
     def track(self, envelope: Envelope, event: object) -> None:
         match event:
+            case ApplicationReceived() if event.application.attachments:
+                self.incomplete[event.application_id] = event
             case ApplicationReceived():
                 self.enter(envelope, event)
+            case ApplicationCompleted() if event.application_id in self.incomplete:
+                received = self.incomplete[event.application_id]
+                self.enter(envelope, received, (event.completed_at, received.received_at, received.application_id))
             case ApplicationReviewed(outcome=ReviewOutcome.INELIGIBLE):
                 pass  # the decision that follows takes it out of line
             case ApplicationReviewed():
@@ -105,10 +122,13 @@ class LineReplay:
                     entry = self.waiting[event.application_id]
                     entry.category = event.category
                     entry.funding = {f.fiscal_year: f.amount_cents for f in event.funding}
-            case FundsReleased(earmarked=True, reason="amount_changed" | "fiscal_year_closed"):
+            case DocumentsSupplied():
+                self.moved(event.application_id, event.supplied_at)
+            case FundsReleased(earmarked=True, reason="amount_changed" | "fiscal_year_closed" | "documents_supplied"):
                 back = self.served.pop(event.application_id, None)
                 if back is not None:
                     self.waiting[event.application_id] = back
+                    self.moved(event.application_id, self.moving.pop(event.application_id, None))
             case ApplicationWaitlisted() if event.application_id in self.waiting:
                 entry = self.waiting[event.application_id]
                 entry.told_reason, entry.told_at = event.reason, envelope.time
@@ -121,6 +141,18 @@ class LineReplay:
                         entry.funding[event.fiscal_year + 1] = entry.funding.get(event.fiscal_year + 1, 0) + moved
             case ApplicationWithdrawn() | ApplicationDecided():
                 self.waiting.pop(event.application_id, None)
+                self.incomplete.pop(event.application_id, None)
+
+    def moved(self, application_id: str, place_at: datetime | None) -> None:
+        """A new place for one waiting in line; one holding an earmark moves once it is released."""
+        if place_at is None:
+            return
+        entry = self.waiting.get(application_id)
+        if entry is None:
+            self.moving[application_id] = place_at
+            return
+        _, received_at, _ = entry.order_key
+        entry.order_key = (place_at, received_at, application_id)
 
     def reserved(self, envelope: Envelope, event: FundsReserved | FundsEarmarked) -> None:
         entry = self.waiting.pop(event.application_id, None) or self.served.get(event.application_id)

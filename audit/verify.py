@@ -33,6 +33,7 @@ from audit.log import Index, Violation, about, application_of, euros, in_order, 
 from runtime.signing import SignatureStatus, check_signature
 from schemas.envelope import EVENT_TYPE_PREFIX, Envelope
 from schemas.events import (
+    ApplicationCompleted,
     ApplicationDecided,
     ApplicationReceived,
     ApplicationRejected,
@@ -201,7 +202,9 @@ def decisions_reviewed(history: list[Envelope]) -> list[Violation]:
     return out
 
 
-def written_by_its_writer(envelope: Envelope, event_class: type[ApplicationReceived | ApplicationReviewed]) -> bool:
+def written_by_its_writer(
+    envelope: Envelope, event_class: type[ApplicationReceived | ApplicationReviewed | ApplicationCompleted]
+) -> bool:
     return envelope.is_a(event_class) and envelope.source == f"/egov/{topic_of(event_class).writer}"
 
 
@@ -242,6 +245,14 @@ def walk_back(
         if cause.is_a(ApplicationReceived):
             if not written_by_its_writer(cause, ApplicationReceived):
                 return f"the application.received {cause.id} behind it was not written by intake"
+            return None if reviewed else f"no application.reviewed lies between it and {cause.id}"
+        if cause.is_a(ApplicationCompleted) and cause.causationid is None:
+            # The uploads made it complete, not an event: it stands on the application's receipt.
+            if not written_by_its_writer(cause, ApplicationCompleted):
+                return f"the application.completed {cause.id} behind it was not written by intake"
+            receipts = [e for e in index.by_application.get(application_id or "", []) if e.is_a(ApplicationReceived)]
+            if not receipts:
+                return f"the application.completed {cause.id} behind it has no receipt in the log"
             return None if reviewed else f"no application.reviewed lies between it and {cause.id}"
         if cause.is_a(ApplicationReviewed):
             if not written_by_its_writer(cause, ApplicationReviewed):

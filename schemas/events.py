@@ -11,7 +11,15 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from schemas.application import Cents, Contract, FiscalYear, FundingApplication, FundingYear, PositiveCents
+from schemas.application import (
+    Attachment,
+    Cents,
+    Contract,
+    FiscalYear,
+    FundingApplication,
+    FundingYear,
+    PositiveCents,
+)
 from schemas.envelope import Event
 
 ApplicationId = Annotated[str, Field(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
@@ -21,7 +29,9 @@ PlaceAt = Annotated[
     Field(
         description="The application's place in line: its complete time (the receipt time of a complete"
         " application, or when the last requested document arrived). The line is ordered by it, then by"
-        " received_at, then by application_id. Absent on events from before the fair line: use received_at",
+        " received_at, then by application_id. Absent on application.received when the application announces"
+        " attachments (its place is then application.completed's completed_at), and on events from before the"
+        " fair line: use received_at",
     ),
 ]
 
@@ -83,6 +93,19 @@ class ApplicationCompleted(Event):
         description="When the last announced attachment arrived: the application's place in line builds on it"
     )
     attachments: Annotated[int, Field(ge=0, description="How many attachments the application announced")]
+
+
+class DocumentsSupplied(Event):
+    """Every document a caseworker requested (``application.documents_requested``) has arrived and
+    matched the digest its upload declared: the application is complete again, with a new place."""
+
+    event_type = "application.documents_supplied.v1"
+    application_id: ApplicationId
+    request_id: str = Field(description="The event id of the application.documents_requested it answers")
+    supplied_at: AwareDatetime = Field(
+        description="When the last requested document arrived: the application's new place in line builds on it"
+    )
+    documents: list[Attachment] = Field(min_length=1, description="What arrived, one per requested kind, in order")
 
 
 # --- review -----------------------------------------------------------------

@@ -85,11 +85,18 @@ SUBMISSIONS = Topic(
 APPLICATIONS = Topic(
     name="egov.applications.v1",
     key="application_id",
-    event_types=(ev.ApplicationReceived, ev.ApplicationRejected, ev.ApplicationWithdrawn, ev.ApplicationCompleted),
+    event_types=(
+        ev.ApplicationReceived,
+        ev.ApplicationRejected,
+        ev.ApplicationWithdrawn,
+        ev.ApplicationCompleted,
+        ev.DocumentsSupplied,
+    ),
     writer="intake",
     # statistics: category, district and applicant kind of each application (decisions do not carry them).
     readers=("intake", "review", "budget", "notify", "statistics"),
-    description="Applications accepted, complete (all announced attachments arrived), rejected at intake, withdrawn.",
+    description="Applications accepted, complete (all announced attachments arrived), complete again (the"
+    " requested documents arrived), rejected at intake, withdrawn.",
 )
 REVIEWS = Topic(
     name="egov.reviews.v1",

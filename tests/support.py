@@ -285,6 +285,7 @@ class ServiceProcesses:
                 "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
                 "BUDGET_SIGNING_KEY_FILE": str(SIGNING_KEY_FILE),
                 "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
+                "REVIEW_INTAKE_URL": f"http://127.0.0.1:{SERVICE_PORTS['intake']}",
                 "NOTIFY_SMTP_PORT": str(self.smtp_port),
                 "NOTIFY_FIRST_RETRY_SECONDS": "0.2",
                 "NOTIFY_ALLOW_LOOPBACK_CALLBACKS": "true",  # the test receivers are on 127.0.0.1
@@ -366,9 +367,33 @@ def sample_application(ags: str | None = None, **project: Any) -> dict[str, Any]
 DEMO_DIR = REPO / "deploy" / "demo"
 
 
+# Small stand-ins for the demo's documents, for the burst tests and benchmarks: an upload each is
+# part of every application now, and 150 KiB per application would weigh on the figures.
+SMALL_DOCUMENTS = {
+    "kostenplan-klein.pdf": b"%PDF-1.4\n% Kostenplan (Testdokument)\n%%EOF\n",
+    "projektbeschreibung-klein.pdf": b"%PDF-1.4\n% Projektbeschreibung (Testdokument)\n%%EOF\n",
+}
+SMALL_FOR = {"kostenplan.pdf": "kostenplan-klein.pdf", "projektbeschreibung.pdf": "projektbeschreibung-klein.pdf"}
+
+
+def with_small_attachments(application: dict[str, Any]) -> dict[str, Any]:
+    """The application announcing the small stand-ins instead of the demo's documents."""
+    import hashlib
+
+    attachments = []
+    for attachment in application.get("attachments", []):
+        name = SMALL_FOR.get(str(attachment["file_name"]), str(attachment["file_name"]))
+        data = SMALL_DOCUMENTS[name]
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        attachments.append({**attachment, "file_name": name, "size_bytes": len(data), "digest": digest})
+    return {**application, "attachments": attachments}
+
+
 def attachment_bytes(attachment: dict[str, Any]) -> bytes:
-    """The bytes of a demo attachment (deploy/demo/<file_name>): they match the demo's announcement."""
-    return (DEMO_DIR / str(attachment["file_name"])).read_bytes()
+    """The bytes of a demo attachment (deploy/demo/<file_name>, or a small stand-in): they match the
+    announcement."""
+    name = str(attachment["file_name"])
+    return SMALL_DOCUMENTS[name] if name in SMALL_DOCUMENTS else (DEMO_DIR / name).read_bytes()
 
 
 async def upload_attachments(
@@ -377,17 +402,29 @@ async def upload_attachments(
     """Upload every attachment ``application`` announces (the demo's files), as a portal does after
     its submission; returns intake's answers. Review waits for them: an application is complete
     only once every announced attachment arrived."""
-    base = base_url or intake_url("")
+    async with httpx.AsyncClient(base_url=base_url or intake_url(""), timeout=30) as http:
+        return await upload_with(http, application_id, application, token)
+
+
+async def upload_with(
+    http: httpx.AsyncClient,
+    application_id: str,
+    application: dict[str, Any],
+    token: str,
+    base_url: str = "",
+    headers: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """``upload_attachments`` on a client of the caller's (a burst reuses its connections);
+    ``base_url`` when the client has none, ``headers`` to send along (a trace's ``traceparent``)."""
     answers = []
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        for n, attachment in enumerate(application.get("attachments", [])):
-            response = await http.put(
-                f"/v1/applications/{application_id}/attachments/{n}",
-                content=attachment_bytes(attachment),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": attachment["media_type"]},
-            )
-            assert response.status_code == 200, response.text
-            answers.append(response.json())
+    for n, attachment in enumerate(application.get("attachments", [])):
+        response = await http.put(
+            f"{base_url}/v1/applications/{application_id}/attachments/{n}",
+            content=attachment_bytes(attachment),
+            headers={**(headers or {}), "Authorization": f"Bearer {token}", "Content-Type": attachment["media_type"]},
+        )
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
     return answers
 
 
@@ -458,3 +495,21 @@ class TcpProxy:
                 self._open.discard(writer)
 
         await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+
+def as_intake_writes(received: Any, at: Any = None) -> list[Envelope]:
+    """A hand-made ``application.received`` (an ApplicationReceived) as intake writes it, followed, if it
+    announces attachments, by the ``application.completed`` their uploads would make (at ``at``,
+    default the receipt time): review reviews complete applications only."""
+    from schemas.events import ApplicationCompleted
+
+    app_id = received.application_id
+    envelopes = [Envelope.wrap(received, source="/egov/intake", subject=app_id)]
+    if received.application.attachments:
+        completed = ApplicationCompleted(
+            application_id=app_id,
+            completed_at=at or received.received_at,
+            attachments=len(received.application.attachments),
+        )
+        envelopes.append(Envelope.wrap(completed, source="/egov/intake", subject=app_id))
+    return envelopes

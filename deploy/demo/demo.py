@@ -2,7 +2,9 @@
 
 Run by ``make run`` after ``deploy/stack.sh start``. Issues a portal token,
 opens fiscal year 2027 if needed, submits deploy/demo/application.json for a
-random Thuringian municipality, and follows it until it is decided.
+random Thuringian municipality, uploads the two documents it announces (it is
+complete, and goes on to review, once both arrived), and follows it until it is
+decided.
 """
 
 from __future__ import annotations
@@ -27,12 +29,21 @@ ADMIN = {"Authorization": "Bearer budget-admin-dev-only"}
 FINAL = {"approved", "rejected", "withdrawn"}
 
 
-def demo_application() -> dict[str, object]:
+def demo_application() -> dict[str, Any]:
     application: dict[str, Any] = json.loads((Path(__file__).parent / "application.json").read_text())
     # A fresh municipality each run, so the double-funding rule does not see an earlier demo.
     application["applicant"]["ags"] = f"16{random.randrange(10**6):06d}"
     application["partners"] = []
     return application
+
+
+def upload_documents(http: httpx.Client, app_id: str, application: dict[str, Any], portal: dict[str, str]) -> None:
+    for n, attachment in enumerate(application["attachments"]):
+        data = (Path(__file__).parent / attachment["file_name"]).read_bytes()
+        headers = {**portal, "Content-Type": attachment["media_type"]}
+        uploaded = http.put(f"{INTAKE}/v1/applications/{app_id}/attachments/{n}", content=data, headers=headers)
+        uploaded.raise_for_status()
+        print(f"uploaded: {attachment['file_name']} ({attachment['size_bytes']} bytes, {attachment['digest'][:19]}…)")
 
 
 def prometheus_series(http: httpx.Client, promql: str) -> list[dict[str, Any]]:
@@ -56,10 +67,12 @@ def main() -> int:
             f"{BUDGET}/v1/fiscal-years", json={"fiscal_year": 2027, "pot_cents": 1_000_000_000}, headers=ADMIN
         )
         print(f"fiscal year 2027: {'opened with 10,000,000.00 EUR' if opened.status_code == 201 else 'already open'}")
-        receipt = http.post(f"{INTAKE}/v1/applications", json=demo_application(), headers=portal)
+        application = demo_application()
+        receipt = http.post(f"{INTAKE}/v1/applications", json=application, headers=portal)
         receipt.raise_for_status()
         app_id = receipt.json()["application_id"]
         print(f"submitted: {receipt.status_code} {json.dumps(receipt.json(), ensure_ascii=False)}")
+        upload_documents(http, app_id, application, portal)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             view = http.get(f"{INTAKE}/v1/applications/{app_id}", headers=portal).json()

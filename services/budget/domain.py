@@ -176,8 +176,9 @@ class ReviewStep(StrEnum):
     REPLAN = "replan"  # review found another amount: release what it holds, take its place again with it
 
 
-# Line statuses in which an application still stands in line (holds its place).
-IN_LINE = ("waiting", "earmarked", "reserved")
+# Line statuses in which an application still stands in line (holds its place, or waits for its
+# documents to get one).
+IN_LINE = ("incomplete", "waiting", "earmarked", "reserved")
 
 
 def review_step(

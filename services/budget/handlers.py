@@ -15,13 +15,22 @@ import asyncpg
 from runtime.consumer import wire_of
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import ApplicationReceived, ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome
+from schemas.events import (
+    ApplicationCompleted,
+    ApplicationReceived,
+    ApplicationReviewed,
+    ApplicationWithdrawn,
+    DocumentsSupplied,
+    ReviewOutcome,
+)
 from schemas.topics import APPLICATIONS
 from services.budget import arrivals, store
 from services.budget.domain import AfterWithdrawal, ReviewStep, after_withdrawal, queued, rejection, review_step
 from services.budget.line import LineSettings, decide, release, reserve_earmark, serve_line
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from runtime.consumer import Handler
 
 
@@ -30,12 +39,43 @@ async def on_received(conn: asyncpg.Connection, envelope: Envelope, line: LineSe
     (earmark or waitlist) as soon as the arrival frontier has passed it."""
     received = envelope.payload(ApplicationReceived)
     app = queued(received, in_review=True)
+    await _arrived(conn, envelope, app.place_at, line)
+    await store.lock_line(conn)
+    # One that announces attachments is complete, and has its place, only once they all arrived.
+    await store.join_line(conn, app, None, envelope.id, complete=not received.application.attachments)
+    return ()
+
+
+async def on_completed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
+    """The last announced attachment arrived: that time is the application's place, decided like any
+    other once the frontier has passed it."""
+    completed = envelope.payload(ApplicationCompleted)
+    await _arrived(conn, envelope, completed.completed_at, line)
+    await store.lock_line(conn)
+    if not await store.complete_place(conn, completed.application_id, completed.completed_at):
+        return ()
+    return await serve_line(conn, line, envelope)
+
+
+async def on_documents_supplied(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
+    """The documents a caseworker asked for arrived: complete again, and that time is the new place.
+    An earmark held for the old place goes back to the line, which then serves the new place in turn."""
+    supplied = envelope.payload(DocumentsSupplied)
+    app_id = supplied.application_id
+    await _arrived(conn, envelope, supplied.supplied_at, line)
+    await store.lock_line(conn)
+    entry = await store.line_entry(conn, app_id)
+    if entry is None or entry.status not in ("waiting", "earmarked"):
+        return ()  # decided, withdrawn or holding a reservation: a new place changes nothing
+    out = await release(conn, app_id, "documents_supplied", "budget", envelope)
+    await store.move_place(conn, app_id, supplied.supplied_at)
+    return [*out, *await serve_line(conn, line, envelope)]
+
+
+async def _arrived(conn: asyncpg.Connection, envelope: Envelope, place_at: datetime, line: LineSettings) -> None:
     wire = wire_of(envelope)
     if wire is not None and wire.partition is not None:
-        await arrivals.record_arrival(conn, wire.partition, app.place_at, line.arrival_lateness_seconds)
-    await store.lock_line(conn)
-    await store.join_line(conn, app, None, envelope.id)
-    return ()
+        await arrivals.record_arrival(conn, wire.partition, place_at, line.arrival_lateness_seconds)
 
 
 async def applications_read_to_end(
@@ -51,6 +91,11 @@ async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSe
     app_id = reviewed.application_id
     await store.lock_line(conn)
     entry = await store.line_entry(conn, app_id)
+    completed_now = entry is not None and entry.status == "incomplete"
+    if completed_now:
+        # The review of a complete application overtook its application.completed: it carries the place.
+        await store.complete_place(conn, app_id, reviewed.place_at or reviewed.received_at)
+        entry = await store.line_entry(conn, app_id)
     funding = {f.fiscal_year: f.amount_cents for f in reviewed.funding}
     step = review_step(
         reviewed.outcome,
@@ -61,7 +106,7 @@ async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSe
     )
     match step:
         case ReviewStep.NOTHING:
-            return ()
+            return await serve_line(conn, line, envelope) if completed_now else ()
         case ReviewStep.JOIN:
             # Its receipt is still on its way to budget: the review carries the same place.
             manual = reviewed.outcome is ReviewOutcome.NEEDS_MANUAL_REVIEW
@@ -118,6 +163,8 @@ LineHandler = Callable[[asyncpg.Connection, Envelope, LineSettings], Awaitable[S
 # What budget reacts to: one grep answers it.
 HANDLERS: dict[type[Event], LineHandler] = {
     ApplicationReceived: on_received,
+    ApplicationCompleted: on_completed,
+    DocumentsSupplied: on_documents_supplied,
     ApplicationReviewed: on_reviewed,
     ApplicationWithdrawn: on_withdrawn,
 }

@@ -144,11 +144,19 @@ def _funding_json(funding: Mapping[int, int]) -> str:
     return json.dumps({str(y): c for y, c in sorted(funding.items())})
 
 
-async def join_line(conn: asyncpg.Connection, app: QueuedApplication, rules_version: str | None, cause: str) -> bool:
-    """Take the application's place; False if it has one already or was withdrawn before it came."""
+async def join_line(
+    conn: asyncpg.Connection,
+    app: QueuedApplication,
+    rules_version: str | None,
+    cause: str,
+    *,
+    complete: bool = True,
+) -> bool:
+    """Take the application's place; False if it has one already or was withdrawn before it came.
+    An application not ``complete`` stands in line without a place until ``complete_place``."""
     joined = await conn.fetchval(
         "INSERT INTO line (application_id, place_at, received_at, category, funding, review, rules_version,"
-        " cause_event_id) SELECT $1, $2, $3, $4, $5, $6, $7, $8"
+        " cause_event_id, status) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9"
         " WHERE NOT EXISTS (SELECT 1 FROM withdrawals WHERE application_id = $1)"
         " ON CONFLICT DO NOTHING RETURNING true",
         app.application_id,
@@ -159,8 +167,30 @@ async def join_line(conn: asyncpg.Connection, app: QueuedApplication, rules_vers
         "pending" if app.in_review else "eligible",
         rules_version,
         cause,
+        "waiting" if complete else "incomplete",
     )
     return bool(joined)
+
+
+async def move_place(conn: asyncpg.Connection, application_id: str, place_at: datetime) -> None:
+    """Complete again, later (requested documents supplied): it waits at its new place."""
+    await conn.execute(
+        "UPDATE line SET status = 'waiting', place_at = $2, updated_at = now() WHERE application_id = $1",
+        application_id,
+        place_at,
+    )
+
+
+async def complete_place(conn: asyncpg.Connection, application_id: str, place_at: datetime) -> bool:
+    """The incomplete application got its place (its complete time) and waits now; False if it was not
+    incomplete (completed before, or never in line)."""
+    done = await conn.fetchval(
+        "UPDATE line SET status = 'waiting', place_at = $2, updated_at = now()"
+        " WHERE application_id = $1 AND status = 'incomplete' RETURNING true",
+        application_id,
+        place_at,
+    )
+    return bool(done)
 
 
 async def line_entry(conn: asyncpg.Connection, application_id: str) -> LineEntry | None:

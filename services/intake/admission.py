@@ -90,6 +90,7 @@ def received(
         category_open=bool(category and category.open and not paused_by_admin),
         application=application,
         submission_id=submission_id,
-        # Complete at submission (attachments are announced with it), so its place is its receipt time.
-        place_at=received_at,
+        # Complete at receipt only if it announces no attachments; otherwise its place is the time the
+        # last one arrives (application.completed), and the receipt carries none.
+        place_at=None if application.attachments else received_at,
     )

@@ -6,6 +6,7 @@ A submission answers 202 only after the broker acknowledged ``application.receiv
 
 import base64
 import binascii
+import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from runtime.idempotency import KEY_DESCRIPTION, fingerprint
 from runtime.openapi import LOCATION, serve
-from runtime.problems import Problem, install_problem_handlers
+from runtime.problems import Problem, bearer_required, install_problem_handlers
 from runtime.strict_json import DuplicateMember
 from schemas.events import ProblemItem
 from services.intake import store
@@ -146,6 +147,14 @@ def build_api(intake: Intake) -> FastAPI:
         return await intake.portals.authenticate(f"Bearer {credentials.credentials}" if credentials else None)
 
     Portal = Annotated[PortalAccess, Depends(portal)]
+
+    internal = HTTPBearer(auto_error=False, description="The review service's credential (INTAKE_REVIEW_TOKEN)")
+
+    async def review_service(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(internal)]) -> str:
+        expected = intake.settings.review_token.get_secret_value().encode()
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):
+            raise bearer_required("egov-intake-internal", "The review service's credential is required")
+        return "review"
 
     @app.post(
         "/v1/applications",
@@ -296,6 +305,6 @@ def build_api(intake: Intake) -> FastAPI:
         answer = await intake.withdrawals.withdraw(portal, application_id, reason, idempotency_key, request_print)
         return JSONResponse(answer, status_code=202)
 
-    add_document_routes(app, lambda: intake.uploads, portal, problems)
+    add_document_routes(app, lambda: intake.uploads, portal, problems, review_service)
     serve(app, DESCRIPTION)
     return app

@@ -7,6 +7,8 @@ headers run before a byte is read; size and digest once the last byte has been c
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -92,3 +94,29 @@ class Fingerprint:
 def outstanding(announced: Sequence[object], arrived: Collection[int]) -> list[int]:
     """The announced attachments (by position) that have not arrived yet; none left means complete."""
     return [n for n in range(len(announced)) if n not in arrived]
+
+
+# RFC 9530 algorithm names and ours ("sha256:<hex>", as attachments are announced).
+DIGEST_ALGORITHMS = {"sha-256": "sha256", "sha-512": "sha512"}
+
+
+def declared_digest(content_digest: str | None) -> str | None:
+    """A request's Content-Digest (RFC 9530: ``sha-256=:<base64>:``) as ``sha256:<hex>``; None if it
+    names no algorithm we verify with, or is malformed. With several, the strongest is taken."""
+    found: dict[str, str] = {}
+    for member in (content_digest or "").split(","):
+        name, _, value = member.strip().partition("=")
+        algorithm = DIGEST_ALGORITHMS.get(name.strip().lower())
+        value = value.strip()
+        if algorithm is None or len(value) < 3 or not (value.startswith(":") and value.endswith(":")):
+            continue
+        try:
+            raw = base64.b64decode(value[1:-1], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == hashlib.new(algorithm).digest_size:
+            found[algorithm] = raw.hex()
+    for algorithm in ("sha512", "sha256"):
+        if algorithm in found:
+            return f"{algorithm}:{found[algorithm]}"
+    return None

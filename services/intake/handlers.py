@@ -205,6 +205,7 @@ PROJECTIONS: dict[type[Event], Projection] = {
     ev.ApplicationDecided: lambda p: (p.decision.value, {"amount_cents": p.amount_cents, "reasons": p.reasons}),
     ev.ApplicationWithdrawn: lambda p: ("withdrawn", {}),
     ev.ApplicationCompleted: lambda p: (None, {"attachments": p.attachments}),
+    ev.DocumentsSupplied: lambda p: (None, {"request_id": p.request_id, "documents": len(p.documents)}),
     ev.NotificationDelivered: lambda p: (None, {"notice_type": p.notice_type, "channel": p.channel.value}),
 }
 
@@ -218,6 +219,10 @@ def project(event_class: type[Event], projection: Projection) -> Handler:
         if isinstance(payload, ev.ApplicationReceived):
             await store.upsert_status(conn, store.StatusRow.of(payload))
         status, detail = projection(payload)
+        if isinstance(payload, ev.DocumentsRequested):
+            # The portal answers the request by its id (the event's), which the timeline shows it.
+            await store.record_document_request(conn, envelope.id, app_id, payload.documents, envelope.time)
+            detail = {**detail, "request_id": envelope.id}
         await store.project(conn, envelope.id, app_id, event_class.event_type, status, envelope.time, detail)
         return ()
 

@@ -33,3 +33,6 @@ class IntakeSettings(ServiceSettings):
     database_pool_size: int = Field(default=10, ge=2, le=100)
     # How far a Kafka submission's signature timestamp may lie from the record's timestamp, either way.
     submission_signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    # The review service's credential for reading stored documents (GET /internal/v1/...), which it
+    # streams through to caseworkers; portals never read documents over this route.
+    review_token: SecretStr = SecretStr("review-service-dev-only")

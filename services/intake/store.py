@@ -475,6 +475,19 @@ async def announcement(conn: Db, application_id: str, portal_id: str) -> asyncpg
     )
 
 
+async def announcement_of(conn: Db, application_id: str) -> asyncpg.Record | None:
+    """The announced attachments whichever portal's the application is (for the review service)."""
+    return await conn.fetchrow("SELECT attachments FROM application_status WHERE application_id = $1", application_id)
+
+
+async def arrived_digest(conn: Db, application_id: str, attachment: int) -> str | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT digest FROM attachment_arrivals WHERE application_id = $1 AND attachment = $2",
+        application_id,
+        attachment,
+    )
+
+
 async def lock_announcement(conn: asyncpg.Connection, application_id: str) -> None:
     """Serialises the arrivals of one application until the transaction ends: exactly one of them is the last."""
     await conn.execute("SELECT 1 FROM application_status WHERE application_id = $1 FOR UPDATE", application_id)
@@ -506,4 +519,93 @@ async def arrivals(conn: Db, application_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(  # type: ignore[no-any-return]
         "SELECT attachment, digest, arrived_at FROM attachment_arrivals WHERE application_id = $1 ORDER BY attachment",
         application_id,
+    )
+
+
+# --- documents requested by a caseworker (migration 009) ------------------------------------------
+
+
+async def record_document_request(
+    conn: Db, request_id: str, application_id: str, kinds: list[str], at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO document_requests (request_id, application_id, kinds, requested_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING",
+        request_id,
+        application_id,
+        json.dumps(kinds),
+        at,
+    )
+
+
+async def document_request(conn: Db, request_id: str, application_id: str, portal_id: str) -> asyncpg.Record | None:
+    """The request with its application's status, if the application is the portal's."""
+    return await conn.fetchrow(
+        "SELECT r.kinds, r.answered_at, s.status FROM document_requests r"
+        " JOIN application_status s USING (application_id)"
+        " WHERE r.request_id = $1 AND r.application_id = $2 AND s.portal_id = $3",
+        request_id,
+        application_id,
+        portal_id,
+    )
+
+
+async def record_requested_arrival(
+    conn: asyncpg.Connection, request_id: str, document: int, announced: dict[str, Any], at: datetime
+) -> tuple[datetime, bool]:
+    """The time the requested document first arrived, and whether that is now (a repeat keeps the first)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO requested_arrivals (request_id, document, file_name, media_type, size_bytes, digest, arrived_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING arrived_at",
+        request_id,
+        document,
+        announced["file_name"],
+        announced["media_type"],
+        announced["size_bytes"],
+        announced["digest"],
+        at,
+    )
+    if inserted is not None:
+        return inserted, True
+    first = await conn.fetchrow(
+        "SELECT digest, arrived_at FROM requested_arrivals WHERE request_id = $1 AND document = $2",
+        request_id,
+        document,
+    )
+    assert first is not None
+    if first["digest"] != announced["digest"]:
+        raise DifferentDocument
+    return first["arrived_at"], False
+
+
+class DifferentDocument(Exception):
+    """Another document than the one that arrived first for this requested position."""
+
+
+async def requested_arrivals(conn: Db, request_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(  # type: ignore[no-any-return]
+        "SELECT document, file_name, media_type, size_bytes, digest, arrived_at FROM requested_arrivals"
+        " WHERE request_id = $1 ORDER BY document",
+        request_id,
+    )
+
+
+async def answer_document_request(conn: asyncpg.Connection, request_id: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE document_requests SET answered_at = $2 WHERE request_id = $1 AND answered_at IS NULL", request_id, at
+    )
+
+
+async def lock_document_request(conn: asyncpg.Connection, request_id: str) -> None:
+    await conn.execute("SELECT 1 FROM document_requests WHERE request_id = $1 FOR UPDATE", request_id)
+
+
+async def requested_digest(conn: Db, application_id: str, request_id: str, document: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT a.file_name, a.media_type, a.size_bytes, a.digest, r.kinds FROM requested_arrivals a"
+        " JOIN document_requests r USING (request_id)"
+        " WHERE a.request_id = $1 AND r.application_id = $2 AND a.document = $3",
+        request_id,
+        application_id,
+        document,
     )

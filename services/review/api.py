@@ -9,13 +9,14 @@ naming the caseworker, staged in the same transaction as the case's new state.
 # No ``from __future__ import annotations``: FastAPI must see the route-local ``Caseworker`` dependency.
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,12 +24,13 @@ from runtime.commands import Command, CommandRunner
 from runtime.idempotency import Answer, IdempotencyKey, fingerprint, once
 from runtime.openapi import ApiDescription, Responses, serve
 from runtime.outbox import Outgoing
-from runtime.problems import bearer_required, install_problem_handlers
-from schemas.application import FundingApplication
+from runtime.problems import Problem, bearer_required, install_problem_handlers
+from schemas.application import Attachment, FundingApplication
 from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
 from services.review import caseworker_commands, store
 from services.review.casework import AWAITING_A_PERSON, CaseStatus, Decision, case_not_found
 from services.review.caseworker_commands import Done
+from services.review.documents import DocumentUnavailable, IntakeDocuments, content_disposition
 
 REALM = "egov-review"
 ApplicationId = Annotated[str, Path(pattern=r"^TH-EGOV-[0-9]{4}-[0-9]{6,}$")]
@@ -70,6 +72,21 @@ class ActionRecord(BaseModel):
     detail: dict[str, Any]
 
 
+class CaseDocument(BaseModel):
+    """An attachment the application announced (the case exists only once every one arrived and
+    matched its announced size and digest), or a document supplied on request (matched the digest
+    its upload declared): each is verified."""
+
+    position: int = Field(description="Its place in the application's `attachments`: the `n` of `href`")
+    kind: str
+    file_name: str
+    media_type: str
+    size_bytes: int
+    digest: str = Field(description="The verified digest, as announced (`sha256:<hex>`)")
+    href: str = Field(description="Where a caseworker reads its bytes")
+    request_id: str | None = Field(default=None, description="Supplied on this document request; none: announced")
+
+
 class CaseView(CaseSummary):
     automatic_outcome: ReviewOutcome
     findings: list[RuleFinding] = Field(description="The automatic review's finding for every rule")
@@ -77,6 +94,9 @@ class CaseView(CaseSummary):
     decided_by: str | None = None
     decided_at: datetime | None = None
     application: FundingApplication
+    documents: list[CaseDocument] = Field(
+        default_factory=list, description="The application's documents, each verified on arrival"
+    )
     history: list[ActionRecord]
 
 
@@ -118,7 +138,47 @@ def _summary(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
+@dataclass(frozen=True)
+class CaseFile:
+    """One of a case's documents: announced with the application, or supplied on request."""
+
+    attachment: Attachment
+    request: tuple[str, int] | None = None  # (request id, position in the request) if supplied
+
+
+def _files(application: FundingApplication, supplied: list[asyncpg.Record]) -> list[CaseFile]:
+    """The announced attachments first, then what was supplied on request, in order of arrival."""
+    files = [CaseFile(a) for a in application.attachments]
+    for r in supplied:
+        attachment = Attachment(
+            file_name=r["file_name"],
+            media_type=r["media_type"],
+            size_bytes=r["size_bytes"],
+            kind=r["kind"],
+            digest=r["digest"],
+        )
+        files.append(CaseFile(attachment, (r["request_id"], r["document"])))
+    return files
+
+
+def _documents(application_id: str, files: list[CaseFile]) -> list[CaseDocument]:
+    return [
+        CaseDocument(
+            position=n,
+            kind=f.attachment.kind,
+            file_name=f.attachment.file_name,
+            media_type=f.attachment.media_type,
+            size_bytes=f.attachment.size_bytes,
+            digest=f.attachment.digest,
+            href=f"/v1/cases/{application_id}/documents/{n}",
+            request_id=f.request[0] if f.request else None,
+        )
+        for n, f in enumerate(files)
+    ]
+
+
+def _view(row: asyncpg.Record, history: list[asyncpg.Record], supplied: list[asyncpg.Record]) -> CaseView:
+    application = ApplicationReceived.model_validate_json(row["received_event"]).application
     return CaseView(
         **_summary(row),
         automatic_outcome=row["automatic_outcome"],
@@ -126,7 +186,8 @@ def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
         decided_outcome=row["decided_outcome"],
         decided_by=row["decided_by"],
         decided_at=row["decided_at"],
-        application=ApplicationReceived.model_validate_json(row["received_event"]).application,
+        application=application,
+        documents=_documents(row["application_id"], _files(application, supplied)),
         history=[
             ActionRecord(
                 action=a["action"],
@@ -140,8 +201,9 @@ def _view(row: asyncpg.Record, history: list[asyncpg.Record]) -> CaseView:
     )
 
 
-def build_api(pool: asyncpg.Pool, commands: CommandRunner) -> FastAPI:
-    """``pool`` for reads and tokens; ``commands`` runs each caseworker action in its one transaction."""
+def build_api(pool: asyncpg.Pool, commands: CommandRunner, documents: IntakeDocuments | None = None) -> FastAPI:
+    """``pool`` for reads and tokens; ``commands`` runs each caseworker action in its one transaction;
+    ``documents`` reads the bytes caseworkers open from intake."""
     app = FastAPI(
         title="Thüringen E-Government funding: review and caseworker queue",
         version="1.0.0",
@@ -189,7 +251,57 @@ def build_api(pool: asyncpg.Pool, commands: CommandRunner) -> FastAPI:
             row = await store.case_row(conn, application_id)
             if row is None:
                 raise case_not_found(application_id)
-            return _view(row, await store.actions(conn, application_id))
+            return _view(
+                row, await store.actions(conn, application_id), await store.supplied_documents(conn, application_id)
+            )
+
+    @app.get(
+        "/v1/cases/{application_id}/documents/{n}",
+        summary="Read one of the case's documents",
+        description="The bytes of the application's `n`-th attachment (see `documents` in the case), "
+        "streamed from intake's store, with its media type and a `Content-Disposition` naming its file. "
+        "Caseworkers only; a portal's token is refused.",
+        tags=["cases"],
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The document, verified against its announced digest on arrival",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            404: {"description": "`case.not_found`, or `document.not_found`: no document at this position"},
+            502: {"description": "`document.unavailable`: intake could not serve it now; try again"},
+        },
+    )
+    async def read_document(
+        application_id: ApplicationId, n: Annotated[int, Path(ge=0, lt=50)], _: Caseworker
+    ) -> StreamingResponse:
+        async with pool.acquire() as conn:
+            row = await store.case_row(conn, application_id)
+            if row is None:
+                raise case_not_found(application_id)
+            application = ApplicationReceived.model_validate_json(row["received_event"]).application
+            files = _files(application, await store.supplied_documents(conn, application_id))
+        if n >= len(files) or documents is None:
+            raise Problem(404, "document.not_found", "The case has no document at this position")
+        case_file = files[n]
+        announced = case_file.attachment
+        try:
+            if case_file.request is None:
+                download = await documents.open(application_id, n)
+            else:
+                download = await documents.open_requested(application_id, *case_file.request)
+        except DocumentUnavailable as unavailable:
+            if unavailable.status == 404:
+                raise Problem(404, "document.not_found", "The case has no document at this position") from None
+            raise Problem(502, "document.unavailable", "The document cannot be read now; try again") from None
+        headers = {
+            "Content-Disposition": content_disposition(announced.file_name),
+            "Content-Length": str(announced.size_bytes),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+            **({"Repr-Digest": download.repr_digest} if download.repr_digest else {}),
+        }
+        return StreamingResponse(download.chunks, media_type=announced.media_type, headers=headers)
 
     @app.post(
         "/v1/cases/{application_id}/decision",

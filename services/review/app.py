@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from runtime.kit import ServiceKit
 from schemas.rules import Rules, RulesFileError, load_rules
 from services.review.api import build_api
+from services.review.documents import IntakeDocuments
 from services.review.handlers import routes
 from services.review.metrics import counted
 from services.review.settings import ReviewSettings
@@ -44,5 +45,6 @@ async def main() -> None:
     producer = kit.producer()
     relay = kit.outbox_relay(pool, producer)
     kit.consume("automatic", REVIEW_TOPICS, routes(rules), pool=pool, producer=producer, relay=relay, committed=counted)
-    kit.serve_http(build_api(pool, kit.commands(pool, relay, counted)))
+    documents = IntakeDocuments(settings.intake_url, settings.intake_token.get_secret_value())
+    kit.serve_http(build_api(pool, kit.commands(pool, relay, counted), documents))
     await kit.run()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, utc_now
-from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
+from schemas.events import ApplicationCompleted, ApplicationReceived, DocumentsSupplied, ReviewOutcome, RuleFinding
 from schemas.topics import REVIEWS
 from services.review import store
 from services.review.casework import EARLY_START_RULE, FOUR_EYES_RULE, needs_person_for
@@ -65,10 +65,41 @@ def automatic_review(
 
 
 async def on_received(conn: asyncpg.Connection, envelope: Envelope, rules: Rules) -> Sequence[Outgoing]:
+    """Review reviews complete applications only: one that announces attachments waits for them."""
     received = envelope.payload(ApplicationReceived)
+    if received.application.attachments:
+        await store.await_documents(conn, received)
+        return ()
+    return await review_complete(conn, envelope, received, rules)
+
+
+async def on_completed(conn: asyncpg.Connection, envelope: Envelope, rules: Rules) -> Sequence[Outgoing]:
+    """The last announced attachment arrived: the review runs now, and the place is that time."""
+    completed = envelope.payload(ApplicationCompleted)
+    waited = await store.take_awaiting(conn, completed.application_id)
+    if waited is None:
+        return ()  # a redelivery after the review, or nothing announced: no review waits on it
+    received = waited.model_copy(update={"place_at": completed.completed_at})
+    return await review_complete(conn, envelope, received, rules)
+
+
+async def on_documents_supplied(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+    """The documents a caseworker asked for arrived: the case lists them and goes back to the queue;
+    the application's new place is their arrival time, which a decision from now on carries."""
+    supplied = envelope.payload(DocumentsSupplied)
+    await store.record_supplied(conn, supplied)
+    await store.new_place(conn, supplied.application_id, supplied.supplied_at)
+    await store.back_in_queue(conn, supplied.application_id, envelope.id, supplied.supplied_at)
+    return ()
+
+
+async def review_complete(
+    conn: asyncpg.Connection, cause: Envelope, received: ApplicationReceived, rules: Rules
+) -> Sequence[Outgoing]:
+    """``cause`` is the event that made the application complete: its receipt or its completion."""
     competing = await store.competing_applications(conn, received)
     reviewed_at = utc_now()
-    decided = automatic_review(envelope, received, rules, competing, reviewed_at)
+    decided = automatic_review(cause, received, rules, competing, reviewed_at)
     if not await store.record_review(conn, received, decided.outcome, rules.version, decided.findings, reviewed_at):
         return ()  # reviewed before, under another event id: one review result per application
     if decided.case is not None:
@@ -88,4 +119,11 @@ def routes(rules: Rules) -> dict[str, Handler]:
     async def received(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
         return await on_received(conn, envelope, rules)
 
-    return {ApplicationReceived.wire_type(): received}
+    async def completed(conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+        return await on_completed(conn, envelope, rules)
+
+    return {
+        ApplicationReceived.wire_type(): received,
+        ApplicationCompleted.wire_type(): completed,
+        DocumentsSupplied.wire_type(): on_documents_supplied,
+    }

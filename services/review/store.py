@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from runtime.credentials import token_digest
-from schemas.events import ApplicationReceived, ReviewOutcome, RuleFinding
+from schemas.events import ApplicationReceived, DocumentsSupplied, ReviewOutcome, RuleFinding
 from services.review.casework import Action, Case, CaseStatus, Decision
 
 if TYPE_CHECKING:
@@ -33,6 +33,25 @@ async def competing_applications(conn: asyncpg.Connection, received: Application
         received.application_id,
     )
     return tuple(r["application_id"] for r in rows)
+
+
+async def await_documents(conn: asyncpg.Connection, received: ApplicationReceived) -> None:
+    """Keep an incomplete application until its announced attachments have arrived."""
+    await conn.execute(  # a receipt reissued after the review waits for nothing
+        "INSERT INTO awaiting_documents (application_id, received_event, received_at) SELECT $1, $2, $3"
+        " WHERE NOT EXISTS (SELECT 1 FROM reviews WHERE application_id = $1) ON CONFLICT DO NOTHING",
+        received.application_id,
+        received.model_dump_json(),
+        received.received_at,
+    )
+
+
+async def take_awaiting(conn: asyncpg.Connection, application_id: str) -> ApplicationReceived | None:
+    """The received application that waited for its documents, no longer waiting; None if it is not."""
+    raw = await conn.fetchval(
+        "DELETE FROM awaiting_documents WHERE application_id = $1 RETURNING received_event", application_id
+    )
+    return ApplicationReceived.model_validate_json(raw) if raw is not None else None
 
 
 INSERT_REVIEW = (
@@ -275,3 +294,58 @@ async def open_measures_before(db: Db, start: datetime) -> list[asyncpg.Record]:
         start,
     )
     return rows
+
+
+# --- documents supplied on request (migration 005) -----------------------------------------------
+
+
+async def record_supplied(conn: asyncpg.Connection, supplied: DocumentsSupplied) -> None:
+    await conn.executemany(
+        "INSERT INTO supplied_documents (application_id, request_id, document, kind, file_name, media_type,"
+        " size_bytes, digest, supplied_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        [
+            (
+                supplied.application_id,
+                supplied.request_id,
+                n,
+                d.kind,
+                d.file_name,
+                d.media_type,
+                d.size_bytes,
+                d.digest,
+                supplied.supplied_at,
+            )
+            for n, d in enumerate(supplied.documents)
+        ],
+    )
+
+
+async def new_place(conn: asyncpg.Connection, application_id: str, place_at: datetime) -> None:
+    """The application is complete again: a caseworker's decision from now on carries this place."""
+    await conn.execute(
+        "UPDATE reviews SET received_event = jsonb_set(received_event::jsonb, '{place_at}', to_jsonb($2::text))"
+        " WHERE application_id = $1",
+        application_id,
+        place_at.isoformat(),
+    )
+
+
+async def back_in_queue(conn: asyncpg.Connection, application_id: str, event_id: str, at: datetime) -> bool:
+    """The documents a waiting case asked for arrived: it needs a person again."""
+    done = await conn.fetchval(
+        "UPDATE cases SET status = 'open', last_event_id = $2, updated_at = $3"
+        " WHERE application_id = $1 AND status = 'waiting_documents' RETURNING true",
+        application_id,
+        event_id,
+        at,
+    )
+    return bool(done)
+
+
+async def supplied_documents(conn: Db, application_id: str) -> list[asyncpg.Record]:
+    """In the order they arrived: the case lists them after the announced attachments."""
+    return await conn.fetch(  # type: ignore[no-any-return]
+        "SELECT request_id, document, kind, file_name, media_type, size_bytes, digest FROM supplied_documents"
+        " WHERE application_id = $1 ORDER BY supplied_at, request_id, document",
+        application_id,
+    )

@@ -35,6 +35,7 @@ from tests.support import (
     open_fiscal_year,
     read_topic,
     sample_application,
+    upload_with,
 )
 
 # It runs the four service processes, and audits the log every other test left: it runs last.
@@ -49,7 +50,9 @@ async def submit(http: httpx.AsyncClient, token: str, application: dict[str, Any
         intake_url("/v1/applications"), json=application, headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 202, response.text
-    return str(response.json()["application_id"])
+    application_id = str(response.json()["application_id"])
+    await upload_with(http, application_id, application, token, intake_url(""))
+    return application_id
 
 
 def small_year_application() -> dict[str, Any]:

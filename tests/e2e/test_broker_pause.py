@@ -20,7 +20,15 @@ from runtime.kafka import KafkaAccess
 from schemas.envelope import Envelope
 from schemas.events import ApplicationReceived, ApplicationWithdrawn
 from schemas.topics import APPLICATIONS, DECISIONS
-from tests.support import REPO, TEST_SLOT, intake_url, open_fiscal_year, read_topic, sample_application
+from tests.support import (
+    REPO,
+    TEST_SLOT,
+    intake_url,
+    open_fiscal_year,
+    read_topic,
+    sample_application,
+    upload_attachments,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +77,7 @@ async def test_a_submission_unacknowledged_while_the_broker_is_paused_makes_one_
         again = await http.post(intake_url("/v1/applications"), json=application, headers=headers)
     assert retried.json()["application_id"] == app_id, "the retry answers with the application the first one made"
     assert again.json() == retried.json(), "and from then on the same answer"
+    await upload_attachments(app_id, application, portal_token)
 
     await read_topic(kafka, DECISIONS, lambda es: any(e.subject == app_id for e in es), timeout=90)
     await asyncio.sleep(3)  # a late copy of the first publish, or a second decision, would show by now

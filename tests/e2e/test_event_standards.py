@@ -25,7 +25,7 @@ from schemas.envelope import Envelope
 from schemas.events import ApplicationDecided, NotificationDelivered
 from schemas.topics import ALL_TOPICS, APPLICATIONS, BUDGET, DECISIONS, NOTIFICATIONS, REVIEWS, Topic
 from tests.e2e.test_pipeline import wait_for_mails
-from tests.support import SmtpSink, intake_url, open_fiscal_year, read_topic, sample_application
+from tests.support import SmtpSink, intake_url, open_fiscal_year, read_topic, sample_application, upload_with
 
 pytestmark = pytest.mark.e2e
 
@@ -92,9 +92,13 @@ async def test_live_events_meet_cloudevents_json_schema_and_carry_one_trace(
         "X-Request-Id": request_id,
     }
     async with httpx.AsyncClient(timeout=10) as http:
-        receipt = await http.post(intake_url("/v1/applications"), json=sample_application(), headers=headers)
+        application = sample_application()
+        receipt = await http.post(intake_url("/v1/applications"), json=application, headers=headers)
         refused = await http.get(intake_url("/v1/applications/x"), headers={"X-Request-Id": "bad id; drop table"})
-    assert receipt.status_code == 202, receipt.text
+        assert receipt.status_code == 202, receipt.text
+        # The uploads belong to the same trace: the portal's one piece of work.
+        trace = {"traceparent": headers["traceparent"]}
+        await upload_with(http, receipt.json()["application_id"], application, portal_token, intake_url(""), trace)
     assert receipt.headers["x-request-id"] == request_id, "a sane request id is kept and answered"
     assert refused.headers["x-request-id"] not in ("", "bad id; drop table"), "an insane one is replaced"
     app_id: str = receipt.json()["application_id"]

@@ -24,6 +24,7 @@ from tests.support import (
     intake_url,
     open_fiscal_year,
     sample_application,
+    upload_with,
 )
 
 pytestmark = pytest.mark.e2e
@@ -37,11 +38,12 @@ def auth(token: str) -> dict[str, str]:
 
 
 async def submit(token: str, **project: Any) -> dict[str, Any]:
+    """Submit, and upload what it announces: complete, so it goes on to review."""
+    application = sample_application(**project)
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(
-            intake_url("/v1/applications"), json=sample_application(**project), headers=auth(token)
-        )
-    assert response.status_code == 202, response.text
+        response = await http.post(intake_url("/v1/applications"), json=application, headers=auth(token))
+        assert response.status_code == 202, response.text
+        await upload_with(http, response.json()["application_id"], application, token, intake_url(""))
     return dict(response.json())
 
 
@@ -137,7 +139,12 @@ async def test_the_status_follows_the_application_to_its_decision_and_then_refus
 
     status = await status_when(portal_token, app_id, settled)
     steps = [t["type"] for t in status["timeline"] if not t["type"].startswith("notification.")]
-    assert steps[:3] == ["application.received.v1", "application.reviewed.v1", "budget.reserved.v1"]
+    assert steps[:4] == [
+        "application.received.v1",
+        "application.completed.v1",
+        "application.reviewed.v1",
+        "budget.reserved.v1",
+    ]
     assert "application.decided.v1" in steps
     assert status["timeline"][0]["status"] == "received"
     decided = next(t for t in status["timeline"] if t["type"] == "application.decided.v1")

@@ -16,7 +16,15 @@ import pytest
 
 from runtime.kafka import KafkaAccess
 from schemas.topics import DECISIONS
-from tests.support import SERVICE_PORTS, TEST_SLOT, ServiceProcesses, intake_url, open_fiscal_year, read_topic
+from tests.support import (
+    SERVICE_PORTS,
+    TEST_SLOT,
+    ServiceProcesses,
+    intake_url,
+    open_fiscal_year,
+    read_topic,
+    upload_attachments,
+)
 from tests.support import sample_application as base_application
 
 pytestmark = pytest.mark.e2e
@@ -97,13 +105,15 @@ async def test_prometheus_sees_counters_gauges_and_decision_latency_move(
     ids = []
     async with httpx.AsyncClient(timeout=10) as http:
         for _ in range(3):
+            application = sample_application()
             response = await http.post(
                 intake_url("/v1/applications"),
-                json=sample_application(),
+                json=application,
                 headers={"Authorization": f"Bearer {portal_token}"},
             )
             assert response.status_code == 202, response.text
             ids.append(response.json()["application_id"])
+            await upload_attachments(ids[-1], application, portal_token)
     await read_topic(kafka, DECISIONS, lambda seen: set(ids) <= {e.subject for e in seen}, timeout=60)
     await eventually(prometheus, 'sum(egov_decisions_total{decision="approved"})', before["decisions"] + 3)
     await eventually(prometheus, "sum(egov_decision_latency_seconds_count)", before["latency"] + 3)

@@ -14,7 +14,15 @@ from runtime.signing import SignatureStatus, check_signature, load_public_keys, 
 from schemas.envelope import Envelope
 from schemas.events import ApplicationDecided, ApplicationReviewed, Decision, NotificationDelivered
 from schemas.topics import DECISIONS, NOTIFICATIONS, REVIEWS
-from tests.support import SIGNING_KEY_FILE, SmtpSink, intake_url, open_fiscal_year, read_topic, sample_application
+from tests.support import (
+    SIGNING_KEY_FILE,
+    SmtpSink,
+    intake_url,
+    open_fiscal_year,
+    read_topic,
+    sample_application,
+    upload_attachments,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,9 +48,11 @@ async def test_submitted_application_is_reserved_decided_and_notified(
     await open_fiscal_year(2027, 1_000_000_000)
     auth = {"Authorization": f"Bearer {portal_token}"}
     async with httpx.AsyncClient(timeout=10) as http:
-        receipt = await http.post(intake_url("/v1/applications"), json=sample_application(), headers=auth)
+        application = sample_application()
+        receipt = await http.post(intake_url("/v1/applications"), json=application, headers=auth)
     assert receipt.status_code == 202, receipt.text
     app_id = receipt.json()["application_id"]
+    await upload_attachments(app_id, application, portal_token)
 
     decisions = await read_topic(kafka, DECISIONS, lambda seen: any(e.subject == app_id for e in seen))
     decided = [e for e in decisions if e.subject == app_id]
@@ -98,4 +108,9 @@ async def test_submitted_application_is_reserved_decided_and_notified(
                 break
             await asyncio.sleep(0.1)
     assert status["status"] == "approved"
-    assert [t["type"] for t in status["timeline"]][:2] == ["application.received.v1", "application.reviewed.v1"]
+    steps = [t["type"] for t in status["timeline"] if not t["type"].startswith("notification.")]
+    assert steps[:3] == [
+        "application.received.v1",
+        "application.completed.v1",  # its attachments arrived: complete, then reviewed
+        "application.reviewed.v1",
+    ]

@@ -11,7 +11,15 @@ import pytest
 
 from runtime.kafka import KafkaAccess
 from schemas.topics import DECISIONS
-from tests.support import ServiceProcesses, intake_url, open_fiscal_year, read_topic, sample_application
+from tests.support import (
+    ServiceProcesses,
+    intake_url,
+    open_fiscal_year,
+    read_topic,
+    sample_application,
+    upload_with,
+    with_small_attachments,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,11 +30,13 @@ async def submit_stream(token: str, count: int, pause: float) -> list[str]:
     ids = []
     async with httpx.AsyncClient(timeout=10) as http:
         for _ in range(count):
+            application = with_small_attachments(sample_application())
             response = await http.post(
-                intake_url("/v1/applications"), json=sample_application(), headers={"Authorization": f"Bearer {token}"}
+                intake_url("/v1/applications"), json=application, headers={"Authorization": f"Bearer {token}"}
             )
             assert response.status_code == 202, response.text
             ids.append(response.json()["application_id"])
+            await upload_with(http, ids[-1], application, token, intake_url(""))
             await asyncio.sleep(pause)
     return ids
 

@@ -21,6 +21,7 @@ from runtime.kafka import KafkaAccess, make_producer, publish
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
 from schemas.events import (
+    ApplicationCompleted,
     ApplicationDecided,
     ApplicationReceived,
     ApplicationReviewed,
@@ -30,7 +31,15 @@ from schemas.events import (
     ReviewProposed,
 )
 from schemas.topics import APPLICATIONS, DECISIONS, REVIEWS
-from tests.support import REPO, SERVICE_PORTS, ServiceProcesses, open_fiscal_year, read_topic, sample_application
+from tests.support import (
+    REPO,
+    SERVICE_PORTS,
+    ServiceProcesses,
+    as_intake_writes,
+    open_fiscal_year,
+    read_topic,
+    sample_application,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +91,8 @@ async def receive(kafka: KafkaAccess, application: dict[str, Any], app_id: str |
     producer = make_producer(kafka, "test-review-input")
     await producer.start()
     try:
-        await publish(producer, APPLICATIONS, app_id, Envelope.wrap(received, source="/egov/intake", subject=app_id))
+        for envelope in as_intake_writes(received):  # its attachments arrived at once: complete
+            await publish(producer, APPLICATIONS, app_id, envelope)
     finally:
         await producer.stop()
     return app_id
@@ -142,7 +152,8 @@ async def decision_of(kafka: KafkaAccess, app_id: str) -> ApplicationDecided:
 async def test_eligible_ineligible_and_manual_cases_each_get_their_review(
     services: ServiceProcesses, kafka: KafkaAccess, anna: Caseworker
 ) -> None:
-    counted_before = {o: await review_metric("egov_reviews_total", f'outcome="{o}"') for o in OUTCOMES}
+    automatic = 'reviewer="automatic"'  # before and after alike: caseworkers' decisions count apart
+    counted_before = {o: await review_metric("egov_reviews_total", f'outcome="{o}"', automatic) for o in OUTCOMES}
     eligible = await receive(kafka, sample_application())
     ineligible = await receive(kafka, sample_application(**amounts(9_600_000, rate_percent=100)))
     manual = await receive(kafka, {**sample_application(), "early_start": EARLY_START})
@@ -336,15 +347,16 @@ async def test_redelivered_received_event_gives_no_second_review(
         category_open=True,
         application=FundingApplication.model_validate(sample_application()),
     )
-    envelope = Envelope.wrap(received, source="/egov/intake", subject=app_id, actor="portal:portal-a")
+    envelope, completion = as_intake_writes(received)
     # The same application again under a new event id: what a crashed, restarted writer could publish.
     reissued = Envelope.wrap(received, source="/egov/intake", subject=app_id, actor="portal:portal-a")
+    completed_again = Envelope.wrap(completion.payload(ApplicationCompleted), source="/egov/intake", subject=app_id)
     duplicates = ('type="de.thueringen.egov.application.received.v1"', 'outcome="duplicate"')
     duplicates_before = await review_metric("egov_events_consumed_total", *duplicates)
     producer = make_producer(kafka, "test-redelivery")
     await producer.start()
     try:
-        for one in (envelope, envelope, reissued):  # one key, one partition: handled in this order
+        for one in (envelope, envelope, completion, reissued, completed_again):  # one key: handled in this order
             await publish(producer, APPLICATIONS, app_id, one)
     finally:
         await producer.stop()
@@ -352,7 +364,7 @@ async def test_redelivered_received_event_gives_no_second_review(
     conn = await asyncpg.connect(service_dsns["review"])
     try:
         for _ in range(300):
-            if await conn.fetchval("SELECT true FROM processed_events WHERE event_id = $1", reissued.id):
+            if await conn.fetchval("SELECT true FROM processed_events WHERE event_id = $1", completed_again.id):
                 break
             await asyncio.sleep(0.1)
         handled = await conn.fetchval("SELECT count(*) FROM processed_events WHERE event_id = ANY($1)", [envelope.id])
@@ -364,7 +376,7 @@ async def test_redelivered_received_event_gives_no_second_review(
     await asyncio.sleep(1.0)  # give a wrongly staged second result time to reach the topic
     results = await events_about(kafka, REVIEWS, app_id, ApplicationReviewed, count=2, timeout=3)
     assert len(results) == 1
-    assert results[0].causationid == envelope.id
+    assert results[0].causationid == completion.id, "reviewed once complete"
 
 
 async def test_the_review_service_stays_within_its_memory_budget(services: ServiceProcesses) -> None:

@@ -29,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -55,9 +55,11 @@ from tests.support import (
     ServiceProcesses,
     SmtpSink,
     as_principal,
+    attachment_bytes,
     kafka_access,
     sample_application,
     service_database,
+    with_small_attachments,
 )
 
 if TYPE_CHECKING:
@@ -215,7 +217,9 @@ class Run:
 
     async def submit(self, http: httpx.AsyncClient, index: int, ags: str, at: float) -> None:
         await self.at(at)
-        body = sample_application(ags=ags, title=f"Fault run {self.plan.seed} application {index}")
+        body = with_small_attachments(
+            sample_application(ags=ags, title=f"Fault run {self.plan.seed} application {index}")
+        )
         headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": f"faults-{self.plan.seed}-{index}"}
         deadline = time.monotonic() + SUBMIT_PATIENCE_SECONDS
         while time.monotonic() < deadline:
@@ -226,12 +230,33 @@ class Run:
                 continue
             if answer.status_code == 202:
                 self.outcome.accepted[index] = answer.json()["application_id"]
+                await self.upload(
+                    http, answer.json()["application_id"], body, time.monotonic() + SUBMIT_PATIENCE_SECONDS
+                )
                 await self.withdraw_if_planned(http, index)
                 return
             if answer.status_code not in (429, 503):
                 raise RuntimeError(f"submission {index}: {answer.status_code} {answer.text}")
             await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
         self.outcome.unsettled.append(index)
+
+    async def upload(self, http: httpx.AsyncClient, app_id: str, body: dict[str, Any], deadline: float) -> None:
+        """Every announced attachment, as a portal uploads it after its 202, retried through the faults
+        (an upload is idempotent); one never complete is found stuck by the checks."""
+        for n, attachment in enumerate(body["attachments"]):
+            headers = {"Authorization": f"Bearer {self.token}", "Content-Type": attachment["media_type"]}
+            url = self.url("intake", f"/v1/applications/{app_id}/attachments/{n}")
+            while time.monotonic() < deadline:
+                try:
+                    answer = await http.put(url, content=attachment_bytes(attachment), headers=headers)
+                except httpx.HTTPError:
+                    await asyncio.sleep(1)
+                    continue
+                if answer.status_code == 200:
+                    break
+                if answer.status_code not in (404, 429, 503):  # 404: its status row is not written yet
+                    raise RuntimeError(f"upload {app_id}/{n}: {answer.status_code} {answer.text}")
+                await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
 
     async def withdraw_if_planned(self, http: httpx.AsyncClient, index: int) -> None:
         planned = [w for w in self.plan.withdrawals if w.index == index]

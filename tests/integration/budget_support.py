@@ -12,7 +12,14 @@ from runtime.consumer import handle_once
 from runtime.db import migrate
 from schemas.application import FundingYear
 from schemas.envelope import Envelope
-from schemas.events import ApplicationReceived, ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome, RuleFinding
+from schemas.events import (
+    ApplicationCompleted,
+    ApplicationReceived,
+    ApplicationReviewed,
+    ApplicationWithdrawn,
+    ReviewOutcome,
+    RuleFinding,
+)
 from schemas.rules import load_rules
 from services.budget import arrivals, store
 from services.budget.handlers import routes
@@ -101,6 +108,7 @@ def received(
             "project.category": category,
             "project.requested_amount_cents": sum(funding.values()),
             "project.funding": [{"fiscal_year": y, "amount_cents": c} for y, c in sorted(funding.items())],
+            "attachments": [],  # complete at receipt: the place is the receipt time
         }
     )
     event = ApplicationReceived(
@@ -112,6 +120,21 @@ def received(
         application=application,
     )
     return Envelope.wrap(event, source="/egov/intake", subject=app_id(n), time=place)
+
+
+def announcing_attachments(receipt: Envelope) -> Envelope:
+    """The same receipt, of an application that announces two attachments: not complete yet, no place."""
+    event = receipt.payload(ApplicationReceived)
+    attachments = funding_application().attachments
+    application = event.application.model_copy(update={"attachments": attachments})
+    incomplete = event.model_copy(update={"application": application, "place_at": None})
+    return Envelope.wrap(incomplete, source="/egov/intake", subject=event.application_id, time=receipt.time)
+
+
+def completed(n: int, at: datetime) -> Envelope:
+    """The last announced attachment of application n arrived at ``at``: its place."""
+    event = ApplicationCompleted(application_id=app_id(n), completed_at=at, attachments=2)
+    return Envelope.wrap(event, source="/egov/intake", subject=app_id(n), time=at)
 
 
 def withdrawn(n: int) -> Envelope:

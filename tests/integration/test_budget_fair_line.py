@@ -23,9 +23,11 @@ from services.budget import admin, arrivals, store
 from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from tests.integration.budget_support import (
+    announcing_attachments,
     app_id,
     assert_invariants,
     budget_pool,
+    completed,
     deliver,
     place_time,
     received,
@@ -191,3 +193,38 @@ async def test_an_arrival_behind_its_partitions_frontier_is_reported_late(pool: 
         assert not await arrivals.record_arrival(conn, 4, place_time(0, 200), 0.05)
         assert not await arrivals.record_arrival(conn, 4, place_time(0, 160), 0.05)
     assert await store.waiting_line(pool, None) == []
+
+
+async def test_an_application_announcing_attachments_takes_its_place_when_the_last_one_arrived(
+    pool: asyncpg.Pool,
+) -> None:
+    await deliver(pool, announcing_attachments(received(1, 60, place_offset_ms=1)), LINE)
+    await deliver(pool, received(2, 60, place_offset_ms=20), LINE)
+    await read_past(pool, 10)
+    assert await status_of(pool, 1) == "incomplete", "no place, no money while its documents are missing"
+    await deliver(pool, completed(1, place_time(0, 30)), LINE)
+    await read_past(pool, 40)
+    # Received first, but complete only after 2 was: 2 has the earlier place and gets the money.
+    assert (await status_of(pool, 2), await status_of(pool, 1)) == ("earmarked", "waiting")
+    place = await pool.fetchval("SELECT place_at FROM line WHERE application_id = $1", app_id(1))
+    assert place == place_time(0, 30)
+    [told] = payloads(await staged(pool), ApplicationWaitlisted)
+    assert (told.application_id, told.place_at) == (app_id(1), place_time(0, 30))
+    await assert_invariants(pool)
+
+
+async def test_a_review_that_overtakes_the_completion_gives_the_place_and_a_withdrawal_leaves_incomplete(
+    pool: asyncpg.Pool,
+) -> None:
+    await deliver(pool, announcing_attachments(received(1, 60, place_offset_ms=1)), LINE)
+    await deliver(pool, announcing_attachments(received(2, 60, place_offset_ms=2)), LINE)
+    await deliver(pool, reviewed(1, 60, place=place_time(0, 5)), LINE)  # review read the completion first
+    await read_past(pool, 10)
+    assert await status_of(pool, 1) == "reserved"  # at the place the review carried
+    await deliver(pool, completed(1, place_time(0, 5)), LINE)  # then budget reads it: nothing changes
+    assert payloads(await staged(pool), FundsReserved)[0].place_at == place_time(0, 5)
+    await deliver(pool, withdrawn(2), LINE)
+    assert await status_of(pool, 2) == "withdrawn"
+    await deliver(pool, completed(2, place_time(0, 6)), LINE)
+    assert await status_of(pool, 2) == "withdrawn", "a late completion does not bring it back"
+    await assert_invariants(pool)

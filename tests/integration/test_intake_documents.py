@@ -7,6 +7,7 @@ borrows); what the documents store holds is read back from intake's own database
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -18,11 +19,11 @@ import httpx
 import pytest
 
 from schemas.envelope import Envelope
-from schemas.events import ApplicationCompleted
-from schemas.topics import APPLICATIONS
+from schemas.events import ApplicationCompleted, DocumentsRequested, DocumentsSupplied
+from schemas.topics import APPLICATIONS, REVIEWS
 from services.intake.documents_store import CHUNK_BYTES, PostgresDocuments
 from tests.integration import test_intake_api as intake_api
-from tests.integration.test_intake_api import BASE_URL, IntakeProcess, auth, records
+from tests.integration.test_intake_api import BASE_URL, IntakeProcess, auth, publish, records
 from tests.support import attachment_bytes, sample_application, upload_attachments
 
 pytestmark = pytest.mark.integration
@@ -265,3 +266,108 @@ async def test_another_portals_application_and_an_unannounced_attachment_are_not
         )
     finally:
         await conn.close()
+
+
+# --- the review service reads documents; documents requested by a caseworker ----------------------
+
+REVIEW_SERVICE = {"Authorization": "Bearer review-service-dev-only"}  # INTAKE_REVIEW_TOKEN's development value
+
+
+async def test_only_the_review_service_reads_an_arrived_attachment_and_it_comes_whole(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    application = sample_application()
+    application_id = await submit(http, tokens["portal-a"])
+    path = f"/internal/v1/applications/{application_id}/attachments/0"
+    assert (await http.get(path, headers=REVIEW_SERVICE)).status_code == 404, "nothing arrived yet"
+    await upload_attachments(application_id, application, tokens["portal-a"], str(http.base_url))
+
+    read = await http.get(path, headers=REVIEW_SERVICE)
+    assert read.status_code == 200, read.text
+    assert read.content == attachment_bytes(application["attachments"][0])
+    assert read.headers["content-type"] == "application/pdf"
+    assert read.headers["content-length"] == str(application["attachments"][0]["size_bytes"])
+    refused = [
+        await http.get(path, headers=auth(tokens["portal-a"])),
+        await http.get(path, headers=auth(tokens["portal-b"])),
+        await http.get(path),
+    ]
+    assert [r.status_code for r in refused] == [401, 401, 401], "portals never read documents back"
+
+
+def content_digest(data: bytes) -> str:
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
+
+
+async def requested(intake: IntakeProcess, application_id: str, kinds: list[str]) -> str:
+    """A caseworker's document request as review publishes it; its event id is the request's id."""
+    event = DocumentsRequested(
+        application_id=application_id, requested_by="sb-test", documents=kinds, message_de="Bitte nachreichen."
+    )
+    envelope = Envelope.wrap(event, source="/egov/review", subject=application_id, actor="sb-test")
+    await publish(intake.kafka, REVIEWS, application_id, envelope.to_bytes())
+    return envelope.id
+
+
+async def test_requested_documents_arrive_verified_and_the_last_one_makes_the_application_complete_again(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    application = sample_application()
+    application_id = await submit(http, tokens["portal-a"])
+    await upload_attachments(application_id, application, tokens["portal-a"], str(http.base_url))
+    request_id = await requested(intake, application_id, ["cost_plan", "security_concept"])
+    for _ in range(50):  # the status view projects the request; the portal finds its id in the timeline
+        status = (await http.get(f"/v1/applications/{application_id}", headers=auth(tokens["portal-a"]))).json()
+        asked = [t for t in status["timeline"] if t["type"] == "application.documents_requested.v1"]
+        if asked:
+            break
+        await asyncio.sleep(0.2)
+    assert asked[0]["detail"] == {"documents": ["cost_plan", "security_concept"], "request_id": request_id}
+
+    plan, concept = b"%PDF-1.4\n% Kostenplan 2\n", b"%PDF-1.4\n% Sicherheitskonzept\n"
+
+    async def put_requested(token: str, n: int, data: bytes, digest_of: bytes | None = None) -> httpx.Response:
+        return await http.put(
+            f"/v1/applications/{application_id}/requests/{request_id}/documents/{n}",
+            params={"file_name": f"nachreichung-{n}.pdf"},
+            content=data,
+            headers={
+                **auth(token),
+                "Content-Type": "application/pdf",
+                "Content-Digest": content_digest(data if digest_of is None else digest_of),
+            },
+        )
+
+    foreign = await put_requested(tokens["portal-b"], 0, plan)
+    beyond = await put_requested(tokens["portal-a"], 2, plan)
+    mismatch = await put_requested(tokens["portal-a"], 0, plan, digest_of=concept)
+    assert [(r.status_code, r.json()["code"]) for r in (foreign, beyond, mismatch)] == [
+        (404, "document_request.not_found"),
+        (404, "document_request.not_found"),
+        (422, "document.digest_mismatch"),
+    ]
+    first = await put_requested(tokens["portal-a"], 0, plan)
+    assert first.status_code == 200, first.text
+    assert (await put_requested(tokens["portal-a"], 0, plan)).json() == first.json(), "a repeat: the same answer"
+    other = await put_requested(tokens["portal-a"], 0, concept)
+    assert (other.status_code, other.json()["code"]) == (409, "document.already_supplied")
+    last = await put_requested(tokens["portal-a"], 1, concept)
+    assert last.status_code == 200, last.text
+
+    key = application_id.encode()
+    seen = await records(
+        intake.kafka, APPLICATIONS, lambda rs: any(r.key == key and b"documents_supplied" in r.value for r in rs)
+    )
+    [supplied] = [e for e in (Envelope.from_bytes(r.value) for r in seen if r.key == key) if e.is_a(DocumentsSupplied)]
+    payload = supplied.payload(DocumentsSupplied)
+    assert payload.request_id == request_id
+    assert supplied.causationid == request_id
+    assert payload.supplied_at == datetime.fromisoformat(last.json()["arrived_at"]), "the new complete time"
+    assert [(d.kind, d.digest) for d in payload.documents] == [
+        ("cost_plan", "sha256:" + hashlib.sha256(plan).hexdigest()),
+        ("security_concept", "sha256:" + hashlib.sha256(concept).hexdigest()),
+    ]
+    read = await http.get(
+        f"/internal/v1/applications/{application_id}/requests/{request_id}/documents/1", headers=REVIEW_SERVICE
+    )
+    assert (read.status_code, read.content) == (200, concept)

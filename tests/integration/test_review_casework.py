@@ -17,13 +17,13 @@ from runtime.outbox import Outgoing, stage
 from runtime.refusals import Refused
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
-from schemas.events import ApplicationReceived, ApplicationReviewed, ReviewOutcome
+from schemas.events import ApplicationCompleted, ApplicationReceived, ApplicationReviewed, ReviewOutcome
 from schemas.rules import RULES_DIR, Rules, load_rules
 from services.review import caseworker_commands
 from services.review.casework import Decision
 from services.review.handlers import routes
 from services.review.topology import MIGRATIONS
-from tests.support import TEST_SLOT, fresh_database, sample_application
+from tests.support import TEST_SLOT, as_intake_writes, fresh_database, sample_application
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +60,57 @@ def received(requested: int = 9_600_000, **extra: object) -> Envelope:
 
 
 async def deliver(pool: asyncpg.Pool, envelope: Envelope, rules: Rules = V1) -> list[Outgoing]:
-    handler = routes(rules)[envelope.type]
-    async with pool.acquire() as conn, conn.transaction():
-        out = list(await handler(conn, envelope))
-        await stage(conn, out)
+    """The receipt and, as its uploads would, the application's completion: what review then stages."""
+    then = as_intake_writes(envelope.payload(ApplicationReceived))[1:] if envelope.is_a(ApplicationReceived) else []
+    out = []
+    for one in [envelope, *then]:
+        async with pool.acquire() as conn, conn.transaction():
+            staged = list(await routes(rules)[one.type](conn, one))
+            await stage(conn, staged)
+        out.extend(staged)
     return out
 
 
-async def test_a_redelivered_or_reissued_received_event_gives_one_review(pool: asyncpg.Pool) -> None:
+async def test_an_application_is_reviewed_once_its_attachments_arrived_with_that_time_as_its_place(
+    pool: asyncpg.Pool,
+) -> None:
     envelope = received()
-    handler = routes(V1)[envelope.type]
-    assert await handle_once(pool, "review-automatic", handler, envelope) == "handled"
-    assert await handle_once(pool, "review-automatic", handler, envelope) == "duplicate"
-    reissued = Envelope.wrap(envelope.payload(ApplicationReceived), source="/egov/intake", subject=envelope.subject)
-    assert await handle_once(pool, "review-automatic", handler, reissued) == "handled"
+    _, completion = as_intake_writes(envelope.payload(ApplicationReceived), at=datetime.now(UTC))
+    handlers = routes(V1)
+    assert await handle_once(pool, "review-automatic", handlers[envelope.type], envelope) == "handled"
+    assert await pool.fetchval("SELECT count(*) FROM reviews WHERE application_id = $1", envelope.subject) == 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", envelope.subject) == 0, "it waits"
+    assert await handle_once(pool, "review-automatic", handlers[completion.type], completion) == "handled"
+    [staged] = await pool.fetch("SELECT value FROM outbox WHERE key = $1", envelope.subject)
+    reviewed = Envelope.from_bytes(bytes(staged["value"]))
+    assert reviewed.causationid == completion.id
+    assert reviewed.payload(ApplicationReviewed).place_at == completion.payload(ApplicationCompleted).completed_at
+    assert reviewed.payload(ApplicationReviewed).received_at == envelope.payload(ApplicationReceived).received_at
+
+
+async def test_one_announcing_no_attachments_is_complete_and_reviewed_at_receipt(pool: asyncpg.Pool) -> None:
+    envelope = received(attachments=[])
+    [reviewed] = await deliver(pool, envelope)
+    event = reviewed.envelope.payload(ApplicationReviewed)
+    assert event.place_at == envelope.payload(ApplicationReceived).received_at
+    assert event.outcome is ReviewOutcome.INELIGIBLE, "the category requires a cost plan and a description"
+
+
+async def test_a_redelivered_or_reissued_completion_gives_one_review(pool: asyncpg.Pool) -> None:
+    envelope = received()
+    _, completion = as_intake_writes(envelope.payload(ApplicationReceived))
+    handlers = routes(V1)
+    assert await handle_once(pool, "review-automatic", handlers[envelope.type], envelope) == "handled"
+    assert await handle_once(pool, "review-automatic", handlers[envelope.type], envelope) == "duplicate"
+    assert await handle_once(pool, "review-automatic", handlers[completion.type], completion) == "handled"
+    assert await handle_once(pool, "review-automatic", handlers[completion.type], completion) == "duplicate"
+    reissued = Envelope.wrap(completion.payload(ApplicationCompleted), source="/egov/intake", subject=envelope.subject)
+    assert await handle_once(pool, "review-automatic", handlers[completion.type], reissued) == "handled"
+    again = Envelope.wrap(envelope.payload(ApplicationReceived), source="/egov/intake", subject=envelope.subject)
+    assert await handle_once(pool, "review-automatic", handlers[envelope.type], again) == "handled"
     assert await pool.fetchval("SELECT count(*) FROM reviews WHERE application_id = $1", envelope.subject) == 1
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", envelope.subject) == 1
+    assert await pool.fetchval("SELECT count(*) FROM awaiting_documents") == 0, "nothing waits any more"
 
 
 async def test_each_review_records_the_rules_version_that_was_loaded(pool: asyncpg.Pool) -> None:

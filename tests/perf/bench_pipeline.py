@@ -62,9 +62,11 @@ from tests.support import (
     TEST_SLOT,
     ServiceDatabase,
     ServiceProcesses,
+    attachment_bytes,
     open_fiscal_year,
     running_services,
     sample_application,
+    with_small_attachments,
 )
 
 pytestmark = pytest.mark.perf
@@ -99,7 +101,8 @@ class Submissions:
         self.count = 0
         self.rng = random.Random(13)
 
-    def next(self, year: int) -> bytes:
+    def next(self, year: int) -> tuple[bytes, list[dict[str, Any]]]:
+        """The submission's body and the attachments it announces (small: uploads weigh little)."""
         self.count += 1
         requested = self.rng.randrange(2_000_000, 6_300_000, 100)
         eligible = requested * 100 // 80
@@ -110,7 +113,8 @@ class Submissions:
             total_cost_cents=eligible,
             funding=[{"fiscal_year": year, "amount_cents": requested}],
         )
-        return json.dumps(body).encode()
+        body = with_small_attachments(body)
+        return json.dumps(body).encode(), body["attachments"]
 
 
 class PortalConnection:
@@ -133,6 +137,21 @@ class PortalConnection:
         except (ConnectionError, IndexError, asyncio.IncompleteReadError):
             self.close()
             return await self._exchange(request)
+
+    async def upload(self, app_id: str, n: int, attachment: dict[str, Any]) -> int:
+        """An announced attachment, on the same connection (an upload is idempotent: once more if closed)."""
+        data = attachment_bytes(attachment)
+        request = (
+            f"PUT /v1/applications/{app_id}/attachments/{n} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {self.token}\r\nContent-Type: {attachment['media_type']}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        ).encode() + data
+        try:
+            status, _ = await self._exchange(request)
+        except (ConnectionError, IndexError, asyncio.IncompleteReadError):
+            self.close()
+            status, _ = await self._exchange(request)
+        return status
 
     async def _exchange(self, request: bytes) -> tuple[int, dict[str, Any]]:
         if self.writer is None:
@@ -173,9 +192,14 @@ async def open_loop(portals: list[str], submissions: Submissions, year: int, rat
     sent = Sent()
     start_wall, start = time.time(), time.perf_counter()
 
-    async def one(n: int, body: bytes, key: str) -> None:
+    async def one(n: int, body: bytes, attachments: list[dict[str, Any]], key: str) -> None:
         connection = await idle.get()
         status, answer = await connection.submit(body, key)
+        if status == 202:  # the application is complete, and goes on to review, once its attachments are in
+            for index, attachment in enumerate(attachments):
+                uploaded = await connection.upload(answer["application_id"], index, attachment)
+                if uploaded != 200:  # a refused upload shows among the answers; a good one is expected
+                    sent.statuses[uploaded] = sent.statuses.get(uploaded, 0) + 1
         sent.statuses[status] = sent.statuses.get(status, 0) + 1
         sent.last_answer = time.time()
         if status == 202:
@@ -185,10 +209,10 @@ async def open_loop(portals: list[str], submissions: Submissions, year: int, rat
 
     tasks = []
     for n in range(int(rate * seconds)):
-        body = submissions.next(year)
+        body, attachments = submissions.next(year)
         key = f"bench-{submissions.count}"
         await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(n, body, key)))
+        tasks.append(asyncio.create_task(one(n, body, attachments, key)))
     await asyncio.gather(*tasks)
     for c in pool:
         c.close()

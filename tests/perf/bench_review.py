@@ -44,14 +44,14 @@ from runtime.kafka import KafkaAccess, ensure_topics, make_consumer, make_produc
 from runtime.outbox import OutboxRelay, Outgoing, stage
 from schemas.application import FundingApplication
 from schemas.envelope import Envelope
-from schemas.events import ApplicationReceived, ReviewOutcome
+from schemas.events import ApplicationCompleted, ApplicationReceived, ReviewOutcome
 from schemas.rules import load_rules
 from schemas.topics import REVIEWS, Topic, dead_letters
 from services.review import store
 from services.review.handlers import automatic_review, routes
 from services.review.rereview import Measure
 from services.review.topology import MIGRATIONS
-from tests.support import TEST_SLOT, fresh_database, sample_application
+from tests.support import TEST_SLOT, as_intake_writes, fresh_database, sample_application
 
 pytestmark = pytest.mark.perf
 
@@ -67,6 +67,7 @@ def rss_mib() -> tuple[float, float]:
 
 
 def received_envelopes(n: int) -> list[Envelope]:
+    """``n`` applications as intake writes them: each receipt followed by its completion."""
     out = []
     for i in range(n):
         document = sample_application(ags=f"16{i:06d}")
@@ -84,7 +85,7 @@ def received_envelopes(n: int) -> list[Envelope]:
             category_open=True,
             application=FundingApplication.model_validate(document),
         )
-        out.append(Envelope.wrap(event, source="/egov/intake", subject=app_id))
+        out.extend(as_intake_writes(event))  # the receipt and its completion: review reviews complete ones
     return out
 
 
@@ -101,7 +102,12 @@ class Run:
 
 @pytest.fixture(scope="module")
 async def bench_topic(kafka: KafkaAccess) -> Topic:
-    topic = Topic(f"bench.review.received.{uuid.uuid4().hex[:8]}", "application_id", (ApplicationReceived,), "bench")
+    topic = Topic(
+        f"bench.review.received.{uuid.uuid4().hex[:8]}",
+        "application_id",
+        (ApplicationReceived, ApplicationCompleted),
+        "bench",
+    )
     await ensure_topics(kafka, (topic, REVIEWS, dead_letters("review")))
     producer = make_producer(kafka, "bench-input")
     await producer.start()

@@ -58,7 +58,8 @@ class Log:
             portal_id="portal-a",
             received_at=self.received_at[app(n)],
             category_open=category_open,
-            application=f.funding_application(None if amount is None else f.amounts(amount, year=YEAR)),
+            # No attachments announced: complete at receipt, so the receipt time is the place.
+            application=f.funding_application({**(f.amounts(amount, year=YEAR) if amount else {}), "attachments": []}),
         )
         return self.add(received, app(n), INTAKE)
 
@@ -587,3 +588,58 @@ def test_an_earmark_for_a_later_place_while_an_earlier_one_waits_breaks_the_orde
     violation = next(v for v in report.violations if v.check == "line-order")
     assert violation.applications == (app(2), app(1))
     assert "earmarked" in violation.message
+
+
+def test_an_application_with_attachments_takes_its_place_when_they_arrived() -> None:
+    log = Log()
+    log.open_year(100)
+    log.receive(1)
+    early = log.events[-1]
+    with_documents = ev.ApplicationReceived.model_validate(
+        {**early.data, "application": f.funding_application(f.amounts(80, year=YEAR)).model_dump(mode="json")}
+    )
+    log.events[-1] = early.model_copy(update={"data": with_documents.model_dump(mode="json")})
+    log.receive(2, amount=80)
+    log.review(2, 80)
+    log.reserve(2, 80)  # 1 was received first, but is not complete yet: 2 goes first
+    log.add(ev.ApplicationCompleted(application_id=app(1), completed_at=log.clock, attachments=2), app(1), INTAKE)
+    log.review(1, 80)
+    log.waitlist(1, 1, 80, ev.WaitlistReason.INSUFFICIENT_FUNDS)
+    assert verify(log.events).violations == []
+    log.adjust(100, 200)
+    log.receive(3, amount=10)
+    log.review(3, 10)
+    log.reserve(3, 10)  # 1 is complete and waits before 3
+    assert checks_failed(verify(log.events)) == ["line-order"]
+
+
+def supplied_then_served(*, supplied: bool) -> list[Envelope]:
+    """1 holds an earmark while a caseworker waits for its documents; 2 waits behind it. The documents
+    arrive (or, with ``supplied`` False, the earmark is released without them), then 2 is served."""
+    log = Log()
+    log.open_year(100)
+    log.receive(1, amount=60)
+    log.receive(2, amount=60)
+    log.review(1, 60, eligible=True)
+    log.review(2, 60)
+    earmark = ev.FundsEarmarked(application_id=app(1), fiscal_year=YEAR, amount_cents=60, place_at=log.clock)
+    log.add(earmark, app(1), BUDGET)
+    log.waitlist(2, 1, 60, ev.WaitlistReason.INSUFFICIENT_FUNDS)
+    if supplied:
+        documents = f.funding_application().attachments[:1]
+        answer = ev.DocumentsSupplied(
+            application_id=app(1), request_id="r-1", supplied_at=log.clock, documents=documents
+        )
+        log.add(answer, app(1), INTAKE)
+    released = ev.FundsReleased(
+        application_id=app(1), fiscal_year=YEAR, amount_cents=60, reason="documents_supplied", earmarked=True
+    )
+    log.add(released, app(1), BUDGET)
+    log.waitlist(1, 1, 60, ev.WaitlistReason.INSUFFICIENT_FUNDS)  # told where it stands now
+    log.reserve(2, 60)
+    return log.events
+
+
+def test_supplied_documents_give_a_new_place_behind_those_already_waiting() -> None:
+    assert verify(supplied_then_served(supplied=True)).violations == []
+    assert checks_failed(verify(supplied_then_served(supplied=False))) == ["line-order"]
