@@ -21,6 +21,7 @@ from services.intake.publisher import BoundedPublisher, Unacknowledged
 from services.intake.submission import SOURCE, outcome_unknown
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime, timedelta
 
     import asyncpg
@@ -33,8 +34,17 @@ def not_found() -> Problem:
 
 
 class Withdrawals:
-    def __init__(self, pool: asyncpg.Pool, publisher: BoundedPublisher, in_flight: timedelta) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: BoundedPublisher,
+        in_flight: timedelta,
+        *,
+        appended: Callable[[], None] = lambda: None,
+    ) -> None:
         self.pool, self.publisher, self.in_flight = pool, publisher, in_flight
+        # Told after every acknowledged publish: watermarks are due (watermarks.py).
+        self.appended = appended
 
     async def withdraw(self, portal: PortalAccess, application_id: str, reason: str | None) -> dict[str, Any]:
         claimed = await store.claim_withdrawal(self.pool, application_id, portal.portal_id, FINAL_RANK, self.in_flight)
@@ -57,6 +67,7 @@ class Withdrawals:
             # de-duplicates; if the first one landed, the status view soon answers 409 withdrawn.
             await store.release_withdrawal(self.pool, application_id)
             raise outcome_unknown("withdrawal", application_id, "Retry the withdrawal") from err
+        self.appended()
         await store.advance_status(self.pool, application_id, "withdrawn", withdrawn_at)
         return {"application_id": application_id, "status": "withdrawn", "withdrawn_at": withdrawn_at.isoformat()}
 
