@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from runtime.consumer import wire_of
+from runtime.consumer import Idempotent, wire_of
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
-from schemas.events import ApplicationReceived, ApplicationReviewed, ApplicationWithdrawn, ReviewOutcome
+from schemas.events import (
+    ApplicationReceived,
+    ApplicationReviewed,
+    ApplicationWithdrawn,
+    IntakeWatermark,
+    ReviewOutcome,
+)
 from schemas.topics import APPLICATIONS
 from services.budget import arrivals, store
 from services.budget.domain import AfterWithdrawal, ReviewStep, after_withdrawal, queued, rejection, review_step
@@ -27,23 +33,25 @@ if TYPE_CHECKING:
 
 async def on_received(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
     """The application takes its place in line at once, in review; the line server decides the place
-    (earmark or waitlist) as soon as the arrival frontier has passed it."""
+    (earmark or waitlist) as soon as the arrival frontier (intake's watermarks) has passed it."""
     received = envelope.payload(ApplicationReceived)
     app = queued(received, in_review=True)
     wire = wire_of(envelope)
     if wire is not None and wire.partition is not None:
-        await arrivals.record_arrival(conn, wire.partition, app.place_at, line.arrival_lateness_seconds)
+        await arrivals.record_arrival(conn, wire.partition, app.place_at)
     await store.lock_line(conn)
     await store.join_line(conn, app, None, envelope.id)
     return ()
 
 
-async def applications_read_to_end(
-    pool: asyncpg.Pool, line: LineSettings, read_at: Sequence[tuple[str, int, int]]
-) -> None:
-    """The consumer read these partitions to their end: the applications topic's frontier moves on."""
-    ours = [(partition, at_ms) for topic, partition, at_ms in read_at if topic == APPLICATIONS.name]
-    await arrivals.record_read_to_end(pool, ours, line.arrival_lateness_seconds)
+async def on_watermark(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
+    """Intake's promise for the partition the record is on: every earlier place precedes it there, so
+    it is in line now. The record's own partition counts, whatever the payload names."""
+    mark = envelope.payload(IntakeWatermark)
+    wire = wire_of(envelope)
+    if wire is not None and wire.topic == APPLICATIONS.name and wire.partition is not None:
+        await arrivals.record_watermark(conn, wire.partition, mark.watermark)
+    return ()
 
 
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
@@ -120,12 +128,20 @@ HANDLERS: dict[type[Event], LineHandler] = {
     ApplicationReceived: on_received,
     ApplicationReviewed: on_reviewed,
     ApplicationWithdrawn: on_withdrawn,
+    IntakeWatermark: on_watermark,
 }
+# Moving a frontier with GREATEST is the same however often it is done: no inbox row for these.
+IDEMPOTENT: frozenset[type[Event]] = frozenset({IntakeWatermark})
 
 
 def routes(line: LineSettings) -> dict[str, Handler]:
     """The consumer's routing table: each handler bound to the line's settings."""
-    return {event_class.wire_type(): _bound(handler, line) for event_class, handler in HANDLERS.items()}
+    return {
+        event_class.wire_type(): Idempotent(_bound(handler, line))
+        if event_class in IDEMPOTENT
+        else _bound(handler, line)
+        for event_class, handler in HANDLERS.items()
+    }
 
 
 def _bound(handler: LineHandler, line: LineSettings) -> Handler:
