@@ -39,6 +39,7 @@ from schemas.events import (
     CategoryPaused,
     CategoryResumed,
     Decision,
+    IntakeWatermark,
     SubmitApplication,
     WaitlistReason,
 )
@@ -857,6 +858,102 @@ async def test_a_category_paused_through_the_budget_admin_api_is_closed_in_recei
         await paused_in_intake(False)
     again = await receipt()
     assert (again["category_open"], again["category_notice"]) == (True, None)
+
+
+# --- watermarks: what intake promises budget about the applications topic ---------------------------
+
+
+def decoded(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+    try:
+        return Envelope.from_bytes(record.value)
+    except ValueError:
+        return None
+
+
+def watermarks_in(seen: list[ConsumerRecord[bytes, bytes]]) -> list[tuple[int, int, datetime]]:
+    """(partition, offset, watermark) of every watermark record, each on the partition it speaks for."""
+    marks = []
+    for r in seen:
+        envelope = decoded(r)
+        if envelope is not None and envelope.is_a(IntakeWatermark):
+            mark = envelope.payload(IntakeWatermark)
+            assert mark.partition == r.partition
+            marks.append((r.partition, r.offset, mark.watermark))
+    return marks
+
+
+async def test_a_claim_held_up_is_passed_by_no_watermark_before_it_is_on_its_partition(
+    intake: IntakeProcess, tokens: dict[str, str], portal_a_key: bytes, http: httpx.AsyncClient
+) -> None:
+    """An HTTP claim waits on its applicant's quota lock (held here, as a slow claim would) while a later
+    application comes in through the Kafka ingress and is appended: no watermark may pass the held
+    one's receipt time until it is on its partition, whatever partition the later one went to."""
+    held_ags = f"16{uuid.uuid4().int % 10**6:06d}"
+    later = f"sub-{uuid.uuid4().hex[:8]}"
+    blocker = await asyncpg.connect(intake.dsn)
+    try:
+        await blocker.execute("SELECT pg_advisory_lock(7316101, hashtext($1))", held_ags)
+        first = asyncio.create_task(
+            http.post("/v1/applications", json=sample_application(ags=held_ags), headers=auth(tokens["portal-a"]))
+        )
+        await asyncio.sleep(0.5)
+        value = submission(later, sample_application())
+        await publish(intake.kafka, SUBMISSIONS, later, value, signed_by(portal_a_key, value))
+        seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: any(map(about(later, ApplicationReceived), es)))
+        await asyncio.sleep(1.0)  # watermarks are due every 150 ms while applications flow
+        assert not first.done()
+    finally:
+        await blocker.execute("SELECT pg_advisory_unlock(7316101, hashtext($1))", held_ags)
+        await blocker.close()
+    answer = await first
+    assert answer.status_code == 202, answer.text  # held past the claim bound, but claimed in time
+    held_at = datetime.fromisoformat(answer.json()["received_at"])
+    [later_event] = [e.payload(ApplicationReceived) for e in seen if about(later, ApplicationReceived)(e)]
+    later_at = later_event.received_at
+    assert held_at < later_at
+    held_id, later_id = answer.json()["application_id"], later_event.application_id
+
+    def passed_both(seen: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        latest: dict[int, datetime] = {}
+        for partition, _, at in watermarks_in(seen):
+            latest[partition] = max(at, latest.get(partition, at))
+        return len(latest) == APPLICATIONS.partitions and min(latest.values()) > later_at
+
+    log = await records(intake.kafka, APPLICATIONS, passed_both)
+    assert passed_both(log), "watermarks pass both places once both are on the log"
+    where = {e.subject: (r.partition, r.offset) for r in log if (e := decoded(r)) is not None}
+    for app_id, place in ((held_id, held_at), (later_id, later_at)):
+        partition, offset = where[app_id]
+        ahead = [at for p, o, at in watermarks_in(log) if p == partition and o < offset]
+        assert all(at <= place for at in ahead), f"a watermark before {app_id} on its partition passed its place"
+
+
+async def test_a_receipt_stamped_longer_ago_than_the_claim_bound_is_refused_with_nothing_kept(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    """A claim waiting for the watermark's lock past the claim bound: 503 submission.too_late, no key kept,
+    and the same key then makes the application with a new receipt time."""
+    key = str(uuid.uuid4())
+    headers = {**auth(tokens["portal-a"]), "Idempotency-Key": key}
+    body = sample_application()
+    blocker = await asyncpg.connect(intake.dsn)
+    try:
+        async with blocker.transaction():
+            await blocker.execute("SELECT pg_advisory_xact_lock(7316103)")  # as a watermark would, far too long
+            refused_task = asyncio.create_task(http.post("/v1/applications", json=body, headers=headers))
+            await asyncio.sleep(1.0)
+    finally:
+        await blocker.close()
+    refused = await refused_task
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "submission.too_late"
+    conn = await asyncpg.connect(intake.dsn)
+    try:
+        assert not await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE idempotency_key = $1", key)
+    finally:
+        await conn.close()
+    again = await http.post("/v1/applications", json=body, headers=headers)
+    assert again.status_code == 202, again.text
 
 
 # --- the broker away and back (last: it stops the module's broker) ------------------------------------
