@@ -12,6 +12,11 @@ long GC pause, a stalled disk) is still appended when the broker resumes. So ``U
 means "the outcome is unknown", and the caller must say so (intake answers 503
 ``broker.outcome_unknown``) and settle it later: a retry with the same Idempotency-Key finds the
 event landed, or publishes the same bytes again (``submission.Submissions.settle``).
+
+How long "later" may be is bounded by the topic, not by us: an application.received is sent with its
+receipt time as the record's timestamp, and the applications topic refuses records older than
+``schemas.topics.RECORD_AGE_MS`` by that timestamp, so even a request a paused broker kept lands
+within that bound or never. Intake's watermark relies on it (``watermarks.py``).
 """
 
 from __future__ import annotations

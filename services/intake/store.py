@@ -104,8 +104,9 @@ _CLAIM = (
     "WITH"
     + GATE.format(lock=AdvisoryLock.INTAKE_WATERMARK.value).replace("$1::", "$12::")
     + """
-SELECT c.* FROM gate, unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
-                       $8::text[]) WITH ORDINALITY
+SELECT c.* FROM gate
+CROSS JOIN unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+                  $8::text[]) WITH ORDINALITY
          AS r(portal_id, idempotency_key, body_sha256, application_id, event_id, received_at, applicant_ags,
               fiscal_years, n)
 CROSS JOIN LATERAL intake_claim(r.portal_id, r.idempotency_key, r.body_sha256, r.application_id, r.event_id,

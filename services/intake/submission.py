@@ -9,7 +9,11 @@ A publish the broker did not acknowledge in time has an unknown outcome: the rec
 appended (a paused broker resumes). The answer says so (503 ``broker.outcome_unknown``), and with an
 Idempotency-Key the exact event is kept beside the key. A retry with that key settles it: if intake's
 status view has consumed the event (it landed), the answer is the original 202; otherwise the same
-bytes are published again. Either way one submission makes one application with one event id.
+bytes are published again. Either way one submission makes one application with one event id,
+until the watermark's hold has passed: then the retry reads the log to learn whether the event
+landed, and if it did not, the submission is published with a new receipt time and event id
+(``Submissions.settle``). A claim whose receipt time is older than the watermark's claim bound is
+refused (503 ``submission.too_late``, nothing accepted; see ``watermarks.py``).
 """
 
 from __future__ import annotations
