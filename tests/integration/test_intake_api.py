@@ -53,6 +53,8 @@ from schemas.topics import (
     Topic,
     dead_letters,
 )
+from services.intake.domain import body_digest
+from services.intake.landing import landed
 from services.intake.portals import add_signing_key
 from tests.conftest import issue_portal_token
 from tests.support import (
@@ -954,6 +956,50 @@ async def test_a_receipt_stamped_longer_ago_than_the_claim_bound_is_refused_with
         await conn.close()
     again = await http.post("/v1/applications", json=body, headers=headers)
     assert again.status_code == 202, again.text
+
+
+async def test_a_submission_given_up_past_the_hold_is_looked_for_on_the_log_then_restamped(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    """Its first request claimed 40 s ago and never heard back (the broker may have taken it): past the
+    hold the topic would refuse that record, so the retry reads the log, does not find it, and publishes
+    the submission with a new receipt time and event id, never the old time behind a watermark."""
+    key, body = str(uuid.uuid4()), sample_application()
+    stale = datetime.now(UTC) - timedelta(seconds=40)
+    app_id, old_event = f"TH-EGOV-{stale.year}-{900_000 + uuid.uuid4().int % 99_999:06d}", str(uuid.uuid4())
+    conn = await asyncpg.connect(intake.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (portal_id, idempotency_key, body_sha256, application_id, event_id,"
+            " received_at, created_at) VALUES ('portal-a', $1, $2, $3, $4, $5, $5)",
+            key,
+            body_digest(body),
+            app_id,
+            old_event,
+            stale,
+        )
+        await conn.execute(
+            "INSERT INTO pending_claims (application_id, applicant_ags, fiscal_years, claimed_at, received_at)"
+            " VALUES ($1, $2, '{2027}', $3, $3)",
+            app_id,
+            body["applicant"]["ags"],
+            stale,
+        )
+        retry = await http.post(
+            "/v1/applications", json=body, headers={**auth(tokens["portal-a"]), "Idempotency-Key": key}
+        )
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["application_id"] == app_id
+        restamped = datetime.fromisoformat(retry.json()["received_at"])
+        assert restamped > stale + timedelta(seconds=30)
+        assert not await conn.fetchval("SELECT count(*) FROM pending_claims WHERE application_id = $1", app_id)
+    finally:
+        await conn.close()
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: any(e.subject == app_id for e in es))
+    [event] = [e for e in seen if e.subject == app_id]
+    assert event.id != old_event
+    assert event.payload(ApplicationReceived).received_at == restamped
+    assert await landed(intake.kafka, APPLICATIONS, event, APPLICATIONS.partitions)
 
 
 # --- the broker away and back (last: it stops the module's broker) ------------------------------------
