@@ -24,8 +24,10 @@ MAX_MESSAGE_BYTES = 1_048_576
 # How old (by its own timestamp) an application record may be when the broker appends it. Intake's HTTP
 # publisher stamps each application.received with its receipt time, so a publish given up (503) that a
 # paused broker still holds cannot land after this: intake's watermark stops waiting for it then
-# (services/intake/watermarks.py). Far above a publish's own bound (INTAKE_PUBLISH_TIMEOUT_MS).
-RECORD_AGE_MS = 20_000
+# (services/intake/watermarks.py). Far above a publish's own bound (INTAKE_PUBLISH_TIMEOUT_MS), and above
+# the outbox relay's delivery timeout (30 s), so an idempotent producer's batch is never refused as too
+# old (a refused batch would leave a gap in its sequence numbers) unless a broker held it past this.
+RECORD_AGE_MS = 60_000
 
 
 @dataclass(frozen=True)

@@ -961,11 +961,11 @@ async def test_a_receipt_stamped_longer_ago_than_the_claim_bound_is_refused_with
 async def test_a_submission_given_up_past_the_hold_is_looked_for_on_the_log_then_restamped(
     intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
 ) -> None:
-    """Its first request claimed 40 s ago and never heard back (the broker may have taken it): past the
+    """Its first request claimed 80 s ago and never heard back (the broker may have taken it): past the
     hold the topic would refuse that record, so the retry reads the log, does not find it, and publishes
     the submission with a new receipt time and event id, never the old time behind a watermark."""
     key, body = str(uuid.uuid4()), sample_application()
-    stale = datetime.now(UTC) - timedelta(seconds=40)
+    stale = datetime.now(UTC) - timedelta(seconds=80)
     app_id, old_event = f"TH-EGOV-{stale.year}-{900_000 + uuid.uuid4().int % 99_999:06d}", str(uuid.uuid4())
     conn = await asyncpg.connect(intake.dsn)
     try:
@@ -991,7 +991,7 @@ async def test_a_submission_given_up_past_the_hold_is_looked_for_on_the_log_then
         assert retry.status_code == 202, retry.text
         assert retry.json()["application_id"] == app_id
         restamped = datetime.fromisoformat(retry.json()["received_at"])
-        assert restamped > stale + timedelta(seconds=30)
+        assert restamped > stale + timedelta(seconds=70)
         assert not await conn.fetchval("SELECT count(*) FROM pending_claims WHERE application_id = $1", app_id)
     finally:
         await conn.close()
