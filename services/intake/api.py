@@ -163,8 +163,7 @@ def build_api(intake: Intake) -> FastAPI:
                     "with the same Idempotency-Key and body: the answer is then its real outcome (the same "
                     "202 and application id if it was accepted, else it is submitted now), never a second "
                     "application. Without an Idempotency-Key a retry is a new submission: look the "
-                    "application id up first. `submission.too_late`: intake could not take the submission "
-                    "in time (its database was slow): nothing was accepted; submit it again.",
+                    "application id up first.",
                 }
             ),
         },

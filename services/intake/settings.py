@@ -34,8 +34,8 @@ class IntakeSettings(ServiceSettings):
     # How far a Kafka submission's signature timestamp may lie from the record's timestamp, either way.
     submission_signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     # The watermark's claim bound (services/intake/watermarks.py): a submission whose receipt time is older
-    # than this when its claim runs is refused (503 submission.too_late, nothing accepted), so no
-    # watermark can pass a receipt not yet claimed. Every place is decided at least this long after it.
+    # than this when its claim runs keeps the claim's time less the bound instead, so no watermark can
+    # pass a receipt not yet claimed. Every place is decided at least this long after it.
     watermark_claim_bound_ms: int = Field(default=500, ge=50, le=10_000)
     # How often watermarks go out while applications flow, and when intake is idle (see Schedule).
     watermark_interval_ms: int = Field(default=150, ge=10, le=5_000)

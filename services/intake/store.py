@@ -71,7 +71,7 @@ class Quota:
     cap: int
     final_rank: int
     pending: timedelta
-    # The watermark's claim bound: a receipt time older than this when claimed is refused (too_late).
+    # The watermark's claim bound: a receipt time older than this when claimed is moved up to it.
     claim_bound: timedelta
 
 

@@ -12,8 +12,8 @@ status view has consumed the event (it landed), the answer is the original 202; 
 bytes are published again. Either way one submission makes one application with one event id,
 until the watermark's hold has passed: then the retry reads the log to learn whether the event
 landed, and if it did not, the submission is published with a new receipt time and event id
-(``Submissions.settle``). A claim whose receipt time is older than the watermark's claim bound is
-refused (503 ``submission.too_late``, nothing accepted; see ``watermarks.py``).
+(``Submissions.settle``). A submission that waited longer than the watermark's claim bound for its
+claim keeps the claim's time less the bound as its receipt time (see ``watermarks.py``).
 """
 
 from __future__ import annotations
@@ -132,18 +132,6 @@ class ApplicationNumbers:
         return self._free.pop()
 
 
-def too_late(application_id: str) -> Problem:
-    """503 with a known outcome: the receipt time was older than the claim bound when its claim ran."""
-    return Problem(
-        503,
-        "submission.too_late",
-        "The submission could not be accepted in time: nothing was accepted",
-        "Submit it again (with the same Idempotency-Key, if any); it gets a new receipt time.",
-        headers={"Retry-After": "1"},
-        extensions={"application_id": application_id},
-    )
-
-
 class Submissions:
     def __init__(
         self,
@@ -199,8 +187,6 @@ class Submissions:
         )
         # Read beside the claim, not after it: the receipt tells the pauses published up to now.
         claim, paused = await asyncio.gather(claiming, store.category_paused(self.pool, application.project.category))
-        if claim["outcome"] == "too_late":
-            raise too_late(app_id)
         if claim["outcome"] == "cap_exceeded":
             # The same rule again, now with the fact the claim found: the year that is full.
             over_quota = admit(application, portal.ags_prefixes, FullYear(claim["full_year"], self.quota.cap))
@@ -210,7 +196,8 @@ class Submissions:
             if bytes(claim["body_sha256"]) != digest:
                 raise Problem(409, "idempotency.key_reused", "This Idempotency-Key was used with another body")
             return await self.await_original(portal, key or "", application)
-        return await self.publish(portal, application, app_id, event_id, received_at, key, paused)
+        # The time the claim kept: later than the stamp if it waited past the claim bound (watermarks.py).
+        return await self.publish(portal, application, app_id, event_id, claim["received_at"], key, paused)
 
     def received(
         self,
@@ -345,12 +332,9 @@ class Submissions:
         """A new receipt time and event id for a submission whose first event never landed."""
         received_at, event_id = datetime.now(UTC), str(uuid.uuid4())
         row = await store.restamp(self.pool, portal.portal_id, key, event_id, received_at, self.claim_bound)
-        if row is None:  # answered meanwhile by a concurrent retry, or claimed too late: ask again
-            record = await store.idempotency_record(self.pool, portal.portal_id, key)
-            if record is not None and record["response"] is not None:
-                return dict(json.loads(record["response"]))
-            raise too_late(app_id)
+        if row is None:  # a concurrent retry restamped or answered it: that one is the answer
+            return await self.await_original(portal, key, application)
         log.info("submission restamped: its first event never landed", extra={"application_id": app_id})
         paused = await store.category_paused(self.pool, application.project.category)
-        event, envelope = self.received(portal, application, app_id, event_id, received_at, paused)
+        event, envelope = self.received(portal, application, app_id, event_id, row["received_at"], paused)
         return await self.deliver(portal, event, envelope, key)

@@ -11,8 +11,10 @@ CREATE INDEX application_status_withdrawing ON application_status (withdrawal_re
 
 -- The claim, now behind the watermark's gate. p_not_before is the database's clock, read after the
 -- statement took the watermark lock shared, less the claim bound: a receipt time older than that was
--- stamped in memory before a watermark that may already have passed it, so the claim is refused
--- ('too_late': nothing kept, the portal retries and gets a new receipt time).
+-- stamped in memory before a watermark that may already have passed it, so the claim moves it up to
+-- p_not_before (the moment intake could take the submission, less the bound). A burst or a slow
+-- database thus moves a queued submission's place by its wait beyond the bound, in arrival order
+-- (claims run in the order they queued), instead of failing it; the receipt says the time kept.
 DROP FUNCTION intake_claim(text, text, bytea, text, text, timestamptz, text, int[], int, int, interval);
 CREATE FUNCTION intake_claim(
     p_portal text, p_key text, p_body bytea, p_application_id text, p_event_id text, p_received_at timestamptz,
@@ -33,10 +35,7 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    IF p_received_at < p_not_before THEN
-        RETURN QUERY SELECT 'too_late', NULL::text, NULL::text, NULL::timestamptz, NULL::bytea, NULL::jsonb, NULL::int;
-        RETURN;
-    END IF;
+    p_received_at := greatest(p_received_at, p_not_before);
     IF p_key IS NOT NULL THEN
         INSERT INTO idempotency_keys (portal_id, idempotency_key, body_sha256, application_id, event_id, received_at)
         VALUES (p_portal, p_key, p_body, p_application_id, p_event_id, p_received_at)
@@ -62,7 +61,8 @@ END $$;
 
 -- A keyed submission whose first event can no longer land (the broker refuses it as too old) and did
 -- not: it gets a new receipt time and a new event id under the same key and application id, claimed
--- behind the same gate. NULL if the key was answered meanwhile or the new time is already too old.
+-- behind the same gate (a time older than the gate allows is moved up, as in the claim). No row if the
+-- key was answered meanwhile.
 CREATE FUNCTION intake_restamp(
     p_portal text, p_key text, p_event_id text, p_received_at timestamptz, p_not_before timestamptz)
 RETURNS TABLE (application_id text, event_id text, received_at timestamptz)
@@ -71,9 +71,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     k idempotency_keys%ROWTYPE;
 BEGIN
-    IF p_received_at < p_not_before THEN
-        RETURN;
-    END IF;
+    p_received_at := greatest(p_received_at, p_not_before);
     UPDATE idempotency_keys SET event_id = p_event_id, received_at = p_received_at, unacknowledged_event = NULL
      WHERE portal_id = p_portal AND idempotency_key = p_key AND response IS NULL
     RETURNING * INTO k;
