@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from runtime.kafka import KafkaAccess, make_admin, make_reader
 from schemas.envelope import Envelope
-from schemas.topics import DOMAIN_TOPICS, Topic
+from schemas.topics import DOMAIN_TOPICS, STREAM_MARKERS, Topic
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -109,5 +109,7 @@ def decode_into(read: LogRead, topic: Topic, where: str, raw: bytes | None) -> N
         return
     if envelope.type not in {cls.wire_type() for cls in topic.event_types}:
         read.unreadable.append(f"{where}: {envelope.type} is not an event of {topic.name}")
+        return
+    if envelope.type in STREAM_MARKERS:  # about the stream's progress, not any application's history
         return
     read.envelopes.append(envelope)

@@ -106,6 +106,22 @@ def wire_of(envelope: Envelope) -> Wire | None:
 MAX_HANDLER_ATTEMPTS = 3
 
 
+class Idempotent:
+    """A handler whose effect is the same however often it runs (a watermark moved on with GREATEST).
+    It takes no inbox row: a steady stream of such events would otherwise fill ``processed_events``
+    with ids nobody asks for again."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> Sequence[Outgoing]:
+        return await self.handler(conn, envelope)
+
+
+def needs_inbox(handler: Handler) -> bool:
+    return not isinstance(handler, Idempotent)
+
+
 def type_label(event_type: str) -> str:
     """The event type as a metric label: the registry's types, else "unknown". The type comes from the
     record, and a label copied from outside input would let anyone who can write a topic mint series."""
@@ -141,7 +157,7 @@ async def handle_once(
     """Inbox row, state change and outgoing events in one transaction: "handled" or "duplicate".
     ``committed`` sees the staged events once the transaction has committed."""
     async with pool.acquire() as conn, conn.transaction():
-        first_time = await conn.fetchval(
+        first_time = not needs_inbox(handler) or await conn.fetchval(
             "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
             consumer,
             envelope.id,
@@ -167,16 +183,17 @@ async def handle_batch(
                 "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::text[])"
                 " ON CONFLICT DO NOTHING RETURNING event_id",
                 consumer,
-                [envelope.id for envelope, _ in items],
+                [envelope.id for envelope, handler in items if needs_inbox(handler)],
             )
         }
         outcomes: list[str] = []
         outgoing: list[Outgoing] = []
         for envelope, handler in items:
-            if envelope.id not in fresh:
-                outcomes.append("duplicate")
-                continue
-            fresh.discard(envelope.id)  # a second copy in the same batch is a duplicate too
+            if needs_inbox(handler):
+                if envelope.id not in fresh:
+                    outcomes.append("duplicate")
+                    continue
+                fresh.discard(envelope.id)  # a second copy in the same batch is a duplicate too
             started = time.perf_counter()
             with correlated(envelope.correlationid, envelope.id), continued(consumer, envelope):
                 outgoing.extend(traced(await handler(conn, envelope)))

@@ -22,3 +22,7 @@ class AdvisoryLock(IntEnum):
     # (with hashtext(application_id)). Listed so nothing else takes them.
     INTAKE_APPLICANT = 7_316_101
     INTAKE_PROJECTION = 7_316_102
+    # intake: the watermark (services/intake/watermarks.py). Everything that stamps a place time and
+    # stages or claims its event holds it shared; computing a watermark holds it exclusively, so it
+    # sees every such stamp committed, or none taken yet.
+    INTAKE_WATERMARK = 7_316_103

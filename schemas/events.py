@@ -108,6 +108,20 @@ class DocumentsSupplied(Event):
     documents: list[Attachment] = Field(min_length=1, description="What arrived, one per requested kind, in order")
 
 
+class IntakeWatermark(Event):
+    """Intake's promise for the partition it is written to: every application event with a place time
+    before ``watermark`` is already on it, at a lower offset. Not about one application: readers that
+    order applications (budget's line) move their arrival frontier with it, every other reader
+    ignores it (services/budget/arrivals.py)."""
+
+    event_type = "intake.watermark.v1"
+    watermark: AwareDatetime = Field(
+        description="Every application event on this partition whose place time lies before it precedes this record"
+    )
+    partition: Annotated[int, Field(ge=0, description="The partition the record was written to")]
+    instance: str = Field(min_length=1, max_length=200, description="The intake instance that computed it")
+
+
 # --- review -----------------------------------------------------------------
 
 

@@ -21,6 +21,13 @@ THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 # The largest record a client of ours writes: aiokafka's max_request_size, which the producer checks
 # before sending (the broker's message.max.bytes default, 1048588, is a little above it).
 MAX_MESSAGE_BYTES = 1_048_576
+# How old (by its own timestamp) an application record may be when the broker appends it. Intake's HTTP
+# publisher stamps each application.received with its receipt time, so a publish given up (503) that a
+# paused broker still holds cannot land after this: intake's watermark stops waiting for it then
+# (services/intake/watermarks.py). Far above a publish's own bound (INTAKE_PUBLISH_TIMEOUT_MS), and above
+# the outbox relay's delivery timeout (30 s), so an idempotent producer's batch is never refused as too
+# old (a refused batch would leave a gap in its sequence numbers) unless a broker held it past this.
+RECORD_AGE_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class Topic:
     required_headers: tuple[tuple[str, str], ...] = ()
     # What one record on it may weigh; a dead letter is cut to fit its topic's (runtime.deadletters).
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    # The broker refuses a record whose (producer's) timestamp is older than this: a publish given up
+    # can then land only within it of its timestamp, however long the broker was paused.
+    max_record_age_ms: int | None = None
 
     def declares(self, event_type: str) -> bool:
         """Whether the registry lists ``event_type`` (the wire type) for this topic."""
@@ -51,6 +61,8 @@ class Topic:
         config = {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
         if self.broker_timestamps:
             config["message.timestamp.type"] = "LogAppendTime"
+        if self.max_record_age_ms is not None:
+            config["message.timestamp.before.max.ms"] = str(self.max_record_age_ms)
         return config
 
 
@@ -91,12 +103,15 @@ APPLICATIONS = Topic(
         ev.ApplicationWithdrawn,
         ev.ApplicationCompleted,
         ev.DocumentsSupplied,
+        ev.IntakeWatermark,
     ),
     writer="intake",
     # statistics: category, district and applicant kind of each application (decisions do not carry them).
     readers=("intake", "review", "budget", "notify", "statistics"),
     description="Applications accepted, complete (all announced attachments arrived), complete again (the"
-    " requested documents arrived), rejected at intake, withdrawn.",
+    " requested documents arrived), rejected at intake, withdrawn; and intake's watermarks, one per partition"
+    " (every earlier place is already on it), which only budget reads.",
+    max_record_age_ms=RECORD_AGE_MS,
 )
 REVIEWS = Topic(
     name="egov.reviews.v1",
@@ -158,6 +173,10 @@ def dead_letters(service: str) -> Topic:
 DOMAIN_TOPICS = (SUBMISSIONS, APPLICATIONS, REVIEWS, BUDGET, BUDGET_ADMIN, DECISIONS, NOTIFICATIONS)
 SERVICES = ("intake", "review", "budget", "notify")
 ALL_TOPICS = DOMAIN_TOPICS + tuple(dead_letters(s) for s in SERVICES)
+
+# Events about a stream's progress, not about any application (intake's watermarks): declared, so every
+# reader knows them, and skipped by those that read history (the audit, the fault suite's checks).
+STREAM_MARKERS = frozenset({ev.IntakeWatermark.wire_type()})
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.wire_type(): cls for topic in DOMAIN_TOPICS for cls in topic.event_types}
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 from pathlib import Path
@@ -23,9 +24,10 @@ from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from pydantic import SecretStr
 
-from runtime.kafka import KafkaAccess, make_reader
+from runtime.kafka import KafkaAccess, headers_of, make_producer, make_reader
 from schemas.envelope import Envelope
-from schemas.topics import Topic
+from schemas.events import IntakeWatermark
+from schemas.topics import APPLICATIONS, Topic
 
 REPO = Path(__file__).resolve().parents[1]
 # The local throwaway CA and every principal's password, made by deploy/kafka.sh (see deploy/lib.sh).
@@ -513,3 +515,58 @@ def as_intake_writes(received: Any, at: Any = None) -> list[Envelope]:
         )
         envelopes.append(Envelope.wrap(completed, source="/egov/intake", subject=app_id))
     return envelopes
+
+
+class StandInIntake:
+    """Watermarks as intake writes them, for tests that write application events themselves: while
+    the test appends (``appending(since)``), none passes ``since``; otherwise they trail the clock a
+    little, every ``interval``, so budget's frontier moves on (and its commits with it)."""
+
+    MARGIN = timedelta(milliseconds=500)
+
+    def __init__(self, kafka: KafkaAccess, interval: float = 0.2) -> None:
+        self.kafka, self.interval = kafka, interval
+        self._holds: list[datetime] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def appending(self, since: datetime) -> AsyncIterator[None]:
+        self._holds.append(since)
+        try:
+            yield
+        finally:
+            self._holds.remove(since)
+
+    def watermark(self) -> datetime:
+        return min([datetime.now(UTC) - self.MARGIN, *self._holds])
+
+    async def __aenter__(self) -> StandInIntake:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        producer = make_producer(self.kafka, "test-stand-in-intake")
+        await producer.start()
+        try:
+            while True:
+                at = self.watermark()
+                for p in range(APPLICATIONS.partitions):
+                    mark = IntakeWatermark(watermark=at, partition=p, instance="stand-in")
+                    envelope = Envelope.wrap(mark, source="/egov/intake", subject="intake-watermark")
+                    await producer.send(
+                        APPLICATIONS.name,
+                        envelope.to_bytes(),
+                        key=b"intake-watermark",
+                        partition=p,
+                        headers=headers_of(envelope),
+                    )
+                await producer.flush()
+                await asyncio.sleep(self.interval)
+        finally:
+            await producer.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING
 
 from runtime.kit import ServiceKit
@@ -10,7 +9,7 @@ from runtime.signing import load_signer
 from schemas.rules import load_rules
 from services.budget import store
 from services.budget.api import build_api
-from services.budget.handlers import applications_read_to_end, routes
+from services.budget.handlers import routes
 from services.budget.line import LineSettings
 from services.budget.lineserver import LineServer
 from services.budget.metrics import counted
@@ -27,7 +26,6 @@ def line_settings(settings: BudgetSettings) -> LineSettings:
     signer = load_signer(settings.signing_key_file, create_if_missing=settings.environment != "production")
     return LineSettings(
         settings.waitlist_policy,
-        settings.arrival_lateness_seconds,
         settings.commit_after_seconds,
         settings.year_close_policy,
         signer,
@@ -60,7 +58,6 @@ async def main() -> None:
         producer=producer,
         relay=relay,
         committed=committed,
-        read_to_end=partial(applications_read_to_end, pool, line),
     )
     kit.lifecycle.add("line-server", server.start, server.stop)
     kit.serve_http(build_api(pool, kit.commands(pool, relay, committed=counted), settings, line))

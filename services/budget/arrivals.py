@@ -3,29 +3,37 @@
 Applications reach budget on the applications topic's partitions, each at its own pace. Deciding a
 place (earmark, reservation, a waitlist position) before an earlier place has arrived would let
 processing speed overtake the applicant's time, so the line decides a place only once the
-**frontier** has passed it: the earliest, over all partitions, of how far each has been read.
+**frontier** has passed it: the earliest, over all partitions, of each partition's frontier.
 
-A partition's frontier is a time before which no application can still arrive on it. It rests on
-one bound: intake publishes an application at most ``lateness`` after its place time (its publish
-time-to-live, see ``BudgetSettings.arrival_lateness_seconds``). So
+A partition's frontier is the latest **watermark** intake wrote to it (``intake.watermark.v1``, see
+services/intake/watermarks.py): a time ``W`` such that every application event with a place before
+``W`` was already appended to the partition when the watermark was. Intake computes it from its own
+database (pending HTTP claims, unrelayed outbox rows, withdrawals under way, and a claim bound for
+requests not yet claimed) and writes it to every partition with acks=all after the applications it
+covers were acknowledged; on one partition the log keeps that order. So once budget has consumed the
+watermark record, it has consumed every application with an earlier place on that partition: the
+frontier moves to ``W`` in the consumer's transaction (GREATEST, so it never moves back and a
+redelivered or older watermark changes nothing), and never runs ahead of what is in the line. Every
+budget instance writes the partitions it owns; the line reads the minimum over all of them, and with a
+partition never reported it decides nothing.
 
-- after consuming an application with place time ``p``, nothing later on that partition has a place
-  before ``p - lateness`` (it was appended later, hence stamped no earlier than that);
-- once the partition was read to its end (position = high watermark, fetched at ``t``), nothing
-  still to come has a place before ``t - lateness``.
+This replaced an assumed bound (intake publishes every application at most a second after its place,
+and a partition read to its end at ``t`` holds nothing earlier than ``t - 1 s``), which a PostgreSQL
+pause, a broker pause or a retried publish broke: the place moved by processing time. A source
+watermark is the standard answer (the sources of Google Dataflow and Apache Flink emit them; MillWheel's
+low watermark): only the source can see what it has not yet written. It costs a record per partition
+every ~150 ms while applications flow and every 10 s when idle, a short exclusive-lock transaction in
+intake per watermark, and a wait of at least intake's claim bound (500 ms) before a place is decided.
 
-Both only move forward (GREATEST), in the consumer's transaction or right after its commit, so a
-frontier never runs ahead of what is in the line. Every budget instance writes the partitions it owns;
-the line reads the minimum over all of them, and with a partition never reported it decides nothing.
-An application arriving behind its partition's frontier broke the bound (a broker stalled past
-intake's time-to-live): it is counted (``budget_late_arrivals_total``) and still served at its place
-from what is not yet held by others.
+An application arriving behind its partition's frontier would mean a watermark was false: it is counted
+(``budget_late_arrivals_total``, which must stay 0) and logged, and still served at its place from what
+is not yet held by others.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from services.budget import metrics
@@ -38,41 +46,36 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def record_arrival(conn: asyncpg.Connection, partition: int, place_at: datetime, lateness: float) -> bool:
-    """Move the partition's frontier past an arrived place; True if the arrival was late (behind it)."""
-    previous = await conn.fetchval(
-        "INSERT INTO arrival_progress AS p (partition, frontier) VALUES ($1, $2)"
-        " ON CONFLICT (partition) DO UPDATE SET frontier = GREATEST(p.frontier, EXCLUDED.frontier), updated_at = now()"
-        " RETURNING (SELECT frontier FROM arrival_progress WHERE partition = $1)",
-        partition,
-        place_at - timedelta(seconds=lateness),
+async def record_watermark(conn: asyncpg.Pool | asyncpg.Connection, partition: int, watermark: datetime) -> None:
+    """A watermark read on the partition: its frontier moves on to it (never back)."""
+    await record_watermarks(conn, [(partition, watermark)])
+
+
+async def record_watermarks(conn: asyncpg.Pool | asyncpg.Connection, marks: Sequence[tuple[int, datetime]]) -> None:
+    if not marks:
+        return
+    await conn.execute(
+        "INSERT INTO arrival_progress AS p (partition, frontier)"
+        " SELECT * FROM unnest($1::int[], $2::timestamptz[])"
+        " ON CONFLICT (partition) DO UPDATE SET frontier = GREATEST(p.frontier, EXCLUDED.frontier), updated_at = now()",
+        [p for p, _ in marks],
+        [at for _, at in marks],
     )
-    late = previous is not None and place_at < previous
+
+
+async def record_arrival(conn: asyncpg.Connection, partition: int, place_at: datetime) -> bool:
+    """True if the place arrived behind its partition's frontier: a watermark was false. Counted and
+    logged; the application is still served at its place from what is not yet held by others."""
+    frontier_then = await conn.fetchval("SELECT frontier FROM arrival_progress WHERE partition = $1", partition)
+    late = frontier_then is not None and place_at < frontier_then
     if late:
         metrics.LATE_ARRIVALS.inc()
         log.warning("an application arrived behind its partition's frontier", extra={"partition": partition})
-    return late
-
-
-async def record_read_to_end(
-    pool: asyncpg.Pool | asyncpg.Connection, read_at: Sequence[tuple[int, int]], lateness: float
-) -> None:
-    """``read_at``: (partition, epoch milliseconds of the fetch that found it read to its end)."""
-    if not read_at:
-        return
-    await pool.execute(
-        "INSERT INTO arrival_progress AS p (partition, frontier)"
-        " SELECT part, to_timestamp(ms / 1000.0) - make_interval(secs => $3)"
-        " FROM unnest($1::int[], $2::bigint[]) AS t(part, ms)"
-        " ON CONFLICT (partition) DO UPDATE SET frontier = GREATEST(p.frontier, EXCLUDED.frontier), updated_at = now()",
-        [p for p, _ in read_at],
-        [ms for _, ms in read_at],
-        lateness,
-    )
+    return bool(late)
 
 
 async def frontier(conn: asyncpg.Pool | asyncpg.Connection, partitions: int) -> datetime | None:
-    """Every place before this has arrived; None while some partition has never been read."""
+    """Every place before this has arrived; None while some partition has had no watermark yet."""
     row = await conn.fetchrow("SELECT count(*) AS known, min(frontier) AS earliest FROM arrival_progress")
     if row is None or row["known"] < partitions:
         return None
@@ -82,5 +85,5 @@ async def frontier(conn: asyncpg.Pool | asyncpg.Connection, partitions: int) -> 
 
 async def everything_arrived(conn: asyncpg.Pool | asyncpg.Connection, partitions: int) -> None:
     """For tools and tests that feed the line by hand, without a consumer: nothing is still to come, ever."""
-    never = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp() * 1000)
-    await record_read_to_end(conn, [(p, never) for p in range(partitions)], 0)
+    never = datetime(9999, 1, 1, tzinfo=UTC)
+    await record_watermarks(conn, [(p, never) for p in range(partitions)])

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from runtime.consumer import wire_of
+from runtime.consumer import Idempotent, wire_of
 from runtime.outbox import Outgoing
 from schemas.envelope import Envelope, Event, utc_now
 from schemas.events import (
@@ -21,6 +21,7 @@ from schemas.events import (
     ApplicationReviewed,
     ApplicationWithdrawn,
     DocumentsSupplied,
+    IntakeWatermark,
     ReviewOutcome,
 )
 from schemas.topics import APPLICATIONS
@@ -36,10 +37,10 @@ if TYPE_CHECKING:
 
 async def on_received(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
     """The application takes its place in line at once, in review; the line server decides the place
-    (earmark or waitlist) as soon as the arrival frontier has passed it."""
+    (earmark or waitlist) as soon as the arrival frontier (intake's watermarks) has passed it."""
     received = envelope.payload(ApplicationReceived)
     app = queued(received, in_review=True)
-    await _arrived(conn, envelope, app.place_at, line)
+    await _arrived(conn, envelope, app.place_at)
     await store.lock_line(conn)
     # One that announces attachments is complete, and has its place, only once they all arrived.
     await store.join_line(conn, app, None, envelope.id, complete=not received.application.attachments)
@@ -50,7 +51,7 @@ async def on_completed(conn: asyncpg.Connection, envelope: Envelope, line: LineS
     """The last announced attachment arrived: that time is the application's place, decided like any
     other once the frontier has passed it."""
     completed = envelope.payload(ApplicationCompleted)
-    await _arrived(conn, envelope, completed.completed_at, line)
+    await _arrived(conn, envelope, completed.completed_at)
     await store.lock_line(conn)
     if not await store.complete_place(conn, completed.application_id, completed.completed_at):
         return ()
@@ -62,7 +63,7 @@ async def on_documents_supplied(conn: asyncpg.Connection, envelope: Envelope, li
     An earmark held for the old place goes back to the line, which then serves the new place in turn."""
     supplied = envelope.payload(DocumentsSupplied)
     app_id = supplied.application_id
-    await _arrived(conn, envelope, supplied.supplied_at, line)
+    await _arrived(conn, envelope, supplied.supplied_at)
     await store.lock_line(conn)
     entry = await store.line_entry(conn, app_id)
     if entry is None or entry.status not in ("waiting", "earmarked"):
@@ -72,18 +73,21 @@ async def on_documents_supplied(conn: asyncpg.Connection, envelope: Envelope, li
     return [*out, *await serve_line(conn, line, envelope)]
 
 
-async def _arrived(conn: asyncpg.Connection, envelope: Envelope, place_at: datetime, line: LineSettings) -> None:
+async def _arrived(conn: asyncpg.Connection, envelope: Envelope, place_at: datetime) -> None:
+    """A place time reached budget: counted as late if a watermark on its partition had passed it."""
     wire = wire_of(envelope)
     if wire is not None and wire.partition is not None:
-        await arrivals.record_arrival(conn, wire.partition, place_at, line.arrival_lateness_seconds)
+        await arrivals.record_arrival(conn, wire.partition, place_at)
 
 
-async def applications_read_to_end(
-    pool: asyncpg.Pool, line: LineSettings, read_at: Sequence[tuple[str, int, int]]
-) -> None:
-    """The consumer read these partitions to their end: the applications topic's frontier moves on."""
-    ours = [(partition, at_ms) for topic, partition, at_ms in read_at if topic == APPLICATIONS.name]
-    await arrivals.record_read_to_end(pool, ours, line.arrival_lateness_seconds)
+async def on_watermark(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
+    """Intake's promise for the partition the record is on: every earlier place precedes it there, so
+    it is in line now. The record's own partition counts, whatever the payload names."""
+    mark = envelope.payload(IntakeWatermark)
+    wire = wire_of(envelope)
+    if wire is not None and wire.topic == APPLICATIONS.name and wire.partition is not None:
+        await arrivals.record_watermark(conn, wire.partition, mark.watermark)
+    return ()
 
 
 async def on_reviewed(conn: asyncpg.Connection, envelope: Envelope, line: LineSettings) -> Sequence[Outgoing]:
@@ -167,12 +171,20 @@ HANDLERS: dict[type[Event], LineHandler] = {
     DocumentsSupplied: on_documents_supplied,
     ApplicationReviewed: on_reviewed,
     ApplicationWithdrawn: on_withdrawn,
+    IntakeWatermark: on_watermark,
 }
+# Moving a frontier with GREATEST is the same however often it is done: no inbox row for these.
+IDEMPOTENT: frozenset[type[Event]] = frozenset({IntakeWatermark})
 
 
 def routes(line: LineSettings) -> dict[str, Handler]:
     """The consumer's routing table: each handler bound to the line's settings."""
-    return {event_class.wire_type(): _bound(handler, line) for event_class, handler in HANDLERS.items()}
+    return {
+        event_class.wire_type(): Idempotent(_bound(handler, line))
+        if event_class in IDEMPOTENT
+        else _bound(handler, line)
+        for event_class, handler in HANDLERS.items()
+    }
 
 
 def _bound(handler: LineHandler, line: LineSettings) -> Handler:

@@ -39,8 +39,6 @@ BUDGET_ACTOR = "budget"
 @dataclass(frozen=True)
 class LineSettings:
     policy: Policy = "strict"
-    # Intake's bound on publishing an application after its place time (see arrivals.py).
-    arrival_lateness_seconds: float = 1.0
     commit_after_seconds: float = 0.0
     year_close_policy: str = "carry_over"
     # Signs every application.decided, so a municipality or auditor can verify it offline.

@@ -21,10 +21,6 @@ class BudgetSettings(ServiceSettings):
     waitlist_policy: Literal["strict", "first_fit"] = "strict"
     # What happens to applications still waiting when their fiscal year closes.
     year_close_policy: Literal["carry_over", "reject"] = "carry_over"
-    # Intake's bound on publishing an application after its place time: a place is decided once every
-    # partition of the applications topic has been read past it (see services/budget/arrivals.py). It must
-    # be at least intake's publish time-to-live (INTAKE_PUBLISH_TIMEOUT_MS / 2 per attempt; see README).
-    arrival_lateness_seconds: float = Field(default=1.0, ge=0)
     # Reserved money is committed (the grant notice issued) after this long; until then a
     # withdrawal releases it.
     commit_after_seconds: float = Field(default=0.0, ge=0)

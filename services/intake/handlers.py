@@ -7,7 +7,6 @@ Routing is data: ``ingress_routes`` and ``STATUS_ROUTES`` say what intake reacts
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from runtime import strict_json
@@ -136,7 +135,9 @@ async def receive(
 ) -> list[Outgoing]:
     """Number the application, remember the submission, show the status, stage application.received."""
     command = facts.command
-    received_at = datetime.now(UTC)
+    # The database's clock, read after the watermark lock was taken shared for this transaction: no
+    # watermark computed meanwhile can pass it (watermarks.py).
+    received_at = await store.hold_watermark(conn)
     [number] = await store.application_numbers(conn, 1)
     event = received(
         application,

@@ -12,6 +12,11 @@ long GC pause, a stalled disk) is still appended when the broker resumes. So ``U
 means "the outcome is unknown", and the caller must say so (intake answers 503
 ``broker.outcome_unknown``) and settle it later: a retry with the same Idempotency-Key finds the
 event landed, or publishes the same bytes again (``submission.Submissions.settle``).
+
+How long "later" may be is bounded by the topic, not by us: an application.received is sent with its
+receipt time as the record's timestamp, and the applications topic refuses records older than
+``schemas.topics.RECORD_AGE_MS`` by that timestamp, so even a request a paused broker kept lands
+within that bound or never. Intake's watermark relies on it (``watermarks.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from runtime.kafka import KafkaAccess, headers_of
 from runtime.metrics import EVENTS_PRODUCED
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from aiokafka.structs import RecordMetadata
+
     from schemas.envelope import Envelope
     from schemas.topics import Topic
 
@@ -56,14 +65,37 @@ class BoundedPublisher:
     async def stop(self) -> None:
         await self.producer.stop()
 
-    async def publish(self, topic: Topic, key: str, envelope: Envelope) -> None:
-        """Return once acks=all; raise Unacknowledged once the producer has given the event up."""
+    async def publish(
+        self,
+        topic: Topic,
+        key: str,
+        envelope: Envelope,
+        *,
+        stamped: datetime | None = None,
+        partition: int | None = None,
+    ) -> RecordMetadata:
+        """Return once acks=all; raise Unacknowledged once the producer has given the event up.
+
+        ``stamped``: the record's timestamp (else now). An application.received carries its receipt
+        time, so a topic with ``max_record_age_ms`` refuses it once that much older, even from a
+        request a paused broker kept: a publish given up lands within that bound or never."""
         try:
             delivery = await self.producer.send(
-                topic.name, envelope.to_bytes(), key=key.encode(), headers=headers_of(envelope)
+                topic.name,
+                envelope.to_bytes(),
+                key=key.encode(),
+                headers=headers_of(envelope),
+                partition=partition,
+                timestamp_ms=int(stamped.timestamp() * 1000) if stamped else None,
             )
             # The producer settles every batch within its time to live; the guard only catches a hang.
-            await asyncio.wait_for(delivery, self._patience)
+            metadata: RecordMetadata = await asyncio.wait_for(delivery, self._patience)
         except (KafkaError, TimeoutError) as err:
             raise Unacknowledged(str(err) or type(err).__name__) from err
         EVENTS_PRODUCED.labels(topic.name, envelope.type).inc()
+        return metadata
+
+    def partitions(self, topic: Topic) -> int:
+        """How many partitions the topic has, by the producer's metadata (the registry's if not fetched yet)."""
+        known = self.producer.client.cluster.partitions_for_topic(topic.name)
+        return len(known) if known else topic.partitions

@@ -36,3 +36,10 @@ class IntakeSettings(ServiceSettings):
     # The review service's credential for reading stored documents (GET /internal/v1/...), which it
     # streams through to caseworkers; portals never read documents over this route.
     review_token: SecretStr = SecretStr("review-service-dev-only")
+    # The watermark's claim bound (services/intake/watermarks.py): a submission whose receipt time is older
+    # than this when its claim runs keeps the claim's time less the bound instead, so no watermark can
+    # pass a receipt not yet claimed. Every place is decided at least this long after it.
+    watermark_claim_bound_ms: int = Field(default=500, ge=50, le=10_000)
+    # How often watermarks go out while applications flow, and when intake is idle (see Schedule).
+    watermark_interval_ms: int = Field(default=150, ge=10, le=5_000)
+    watermark_heartbeat_seconds: float = Field(default=10.0, gt=0)

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from runtime.locks import AdvisoryLock
 from services.intake.domain import STATUS_RANK
 from services.intake.policy import fiscal_years
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from schemas.events import ApplicationReceived
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 T = TypeVar("T")
 DEADLOCK_ATTEMPTS = 5
+ZERO = timedelta(0)
 
 
 # --- portals -------------------------------------------------------------------------------------
@@ -68,6 +71,8 @@ class Quota:
     cap: int
     final_rank: int
     pending: timedelta
+    # The watermark's claim bound: a receipt time older than this when claimed is moved up to it.
+    claim_bound: timedelta
 
 
 @dataclass(frozen=True)
@@ -84,15 +89,32 @@ class Claim:
     fiscal_years: list[int]
 
 
-_CLAIM = """
-SELECT c.* FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
-                       $8::text[]) WITH ORDINALITY
+# The watermark's gate (services/intake/watermarks.py): the lock taken shared before the clock is read,
+# so a watermark computed before this statement took it lies before ``not_before``, and one computed
+# after sees this statement's claims committed. MATERIALIZED and OFFSET 0 keep the order: the clock is
+# read from the row the lock's subquery returned.
+GATE = """
+gate AS MATERIALIZED (
+    SELECT clock_timestamp() - $1::interval AS not_before
+      FROM (SELECT pg_advisory_xact_lock_shared({lock}) OFFSET 0) AS locked
+)
+"""
+
+_CLAIM = (
+    "WITH"
+    + GATE.format(lock=AdvisoryLock.INTAKE_WATERMARK.value).replace("$1::", "$12::")
+    + """
+SELECT c.* FROM gate
+CROSS JOIN unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+                  $8::text[]) WITH ORDINALITY
          AS r(portal_id, idempotency_key, body_sha256, application_id, event_id, received_at, applicant_ags,
               fiscal_years, n)
 CROSS JOIN LATERAL intake_claim(r.portal_id, r.idempotency_key, r.body_sha256, r.application_id, r.event_id,
-                                r.received_at, r.applicant_ags, r.fiscal_years::int[], $9, $10, $11) c
+                                r.received_at, r.applicant_ags, r.fiscal_years::int[], $9, $10, $11,
+                                gate.not_before) c
 ORDER BY r.n
 """
+)
 
 
 async def claim(conn: Db, quota: Quota, claims: Sequence[Claim]) -> list[asyncpg.Record]:
@@ -114,6 +136,7 @@ async def claim(conn: Db, quota: Quota, claims: Sequence[Claim]) -> list[asyncpg
         quota.cap,
         quota.final_rank,
         quota.pending,
+        quota.claim_bound,
     )
     rows = await retry_deadlocks(lambda: conn.fetch(_CLAIM, *arguments))
     answers: list[asyncpg.Record] = [None] * len(claims)
@@ -296,6 +319,60 @@ async def remember_unacknowledged(conn: Db, portal_id: str, key: str, event: byt
     )
 
 
+_RESTAMP = (
+    "WITH"  # noqa: S608 (the lock id is a constant; every value is a parameter)
+    + GATE.format(lock=AdvisoryLock.INTAKE_WATERMARK.value).replace("$1::", "$5::")
+    + " SELECT r.* FROM gate, intake_restamp($1, $2, $3, $4, gate.not_before) r"
+)
+
+
+async def restamp(
+    conn: Db, portal_id: str, key: str, event_id: str, received_at: datetime, claim_bound: timedelta
+) -> asyncpg.Record | None:
+    """A keyed submission whose first event never landed gets a new receipt time and event id, behind the
+    watermark's gate (migration 009); None if the key was answered meanwhile or the time is too old."""
+    return await conn.fetchrow(
+        _RESTAMP,
+        portal_id,
+        key,
+        event_id,
+        received_at,
+        claim_bound,
+    )
+
+
+# --- the watermark (services/intake/watermarks.py) --------------------------------------------------
+
+
+async def hold_watermark(conn: asyncpg.Connection) -> datetime:
+    """Take the watermark lock shared until the transaction ends; the database's clock, read after it."""
+    at: datetime = await conn.fetchval(
+        "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock_shared($1) OFFSET 0) AS locked",
+        AdvisoryLock.INTAKE_WATERMARK.value,
+    )
+    return at
+
+
+async def unappended(conn: asyncpg.Connection, topic: str, hold: timedelta) -> asyncpg.Record:
+    """The earliest place time of what intake has not yet appended: pending HTTP claims (within the hold),
+    withdrawals being published, unrelayed outbox rows for the topic; and the database's clock. The
+    caller holds the watermark lock exclusively, and this is a statement of its own, so its snapshot
+    is taken after every claim that held the lock shared has committed."""
+    row: asyncpg.Record = await conn.fetchrow(
+        "SELECT clock_timestamp() AS now,"
+        " (SELECT min(received_at) FROM pending_claims WHERE received_at > clock_timestamp() - $2::interval"
+        "   AND NOT EXISTS (SELECT 1 FROM application_status s WHERE s.application_id = pending_claims.application_id)"
+        " ) AS claimed,"
+        " (SELECT min(withdrawal_first_requested_at) FROM application_status"
+        "   WHERE withdrawal_requested_at > clock_timestamp() - $2::interval AND status <> 'withdrawn') AS withdrawing,"
+        " (SELECT min(least(created_at, (convert_from(value, 'UTF8')::jsonb ->> 'time')::timestamptz))"
+        "   FROM outbox WHERE topic = $1) AS staged",
+        topic,
+        hold,
+    )
+    return row
+
+
 async def status_exists(conn: Db, application_id: str) -> bool:
     """Whether the status view knows the application: its application.received was written."""
     return bool(await conn.fetchval("SELECT true FROM application_status WHERE application_id = $1", application_id))
@@ -430,21 +507,31 @@ async def category_paused(conn: Db, category: str) -> bool:
 # --- withdrawals ---------------------------------------------------------------------------------
 
 
+# Behind the watermark's gate: a watermark computed before it lies before the time it takes now (a zero
+# claim bound), and one computed after sees the withdrawal under way.
+_CLAIM_WITHDRAWAL = (
+    "WITH"  # noqa: S608 (the lock id is a constant; every value is a parameter)
+    + GATE.format(lock=AdvisoryLock.INTAKE_WATERMARK.value).replace("$1::", "$5::")
+    + " UPDATE application_status SET withdrawal_requested_at = gate.not_before,"
+    " withdrawal_first_requested_at = COALESCE(withdrawal_first_requested_at, gate.not_before) FROM gate"
+    " WHERE application_id = $1 AND portal_id = $2 AND status_rank < $3"
+    " AND (withdrawal_requested_at IS NULL OR withdrawal_requested_at < now() - $4::interval)"
+    " RETURNING status, withdrawal_first_requested_at"
+)
+
+
 async def claim_withdrawal(
     conn: Db, application_id: str, portal_id: str, final_rank: int, in_flight: timedelta
 ) -> asyncpg.Record | None:
     """Mark the withdrawal as being published, unless decided, withdrawn or already under way. The
     time of the first attempt is kept across releases: every retry publishes the same event."""
     return await conn.fetchrow(
-        "UPDATE application_status SET withdrawal_requested_at = now(),"
-        " withdrawal_first_requested_at = COALESCE(withdrawal_first_requested_at, now())"
-        " WHERE application_id = $1 AND portal_id = $2 AND status_rank < $3"
-        " AND (withdrawal_requested_at IS NULL OR withdrawal_requested_at < now() - $4::interval)"
-        " RETURNING status, withdrawal_first_requested_at",
+        _CLAIM_WITHDRAWAL,
         application_id,
         portal_id,
         final_rank,
         in_flight,
+        ZERO,
     )
 
 

@@ -9,7 +9,11 @@ A publish the broker did not acknowledge in time has an unknown outcome: the rec
 appended (a paused broker resumes). The answer says so (503 ``broker.outcome_unknown``), and with an
 Idempotency-Key the exact event is kept beside the key. A retry with that key settles it: if intake's
 status view has consumed the event (it landed), the answer is the original 202; otherwise the same
-bytes are published again. Either way one submission makes one application with one event id.
+bytes are published again. Either way one submission makes one application with one event id,
+until the watermark's hold has passed: then the retry reads the log to learn whether the event
+landed, and if it did not, the submission is published with a new receipt time and event id
+(``Submissions.settle``). A submission that waited longer than the watermark's claim bound for its
+claim keeps the claim's time less the bound as its receipt time (see ``watermarks.py``).
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ from services.intake import store
 from services.intake.admission import Check, FullYear, NotAdmitted, admit, received
 from services.intake.batching import Grouped
 from services.intake.domain import application_id, body_digest, parse_body, validate_application
+from services.intake.landing import landed
 from services.intake.metrics import count_received
 from services.intake.policy import FINAL_RANK, PortalAccess, fiscal_years
 from services.intake.publisher import BoundedPublisher, Unacknowledged
+from services.intake.watermarks import HOLD
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import asyncpg
 
     from schemas.application import FundingApplication
@@ -49,6 +57,9 @@ SOURCE = "/egov/intake"
 RETRY_AFTER_SECONDS = "5"
 PAUSED_NOTICE = "This category is currently paused: the application is kept and waits until funds are released."
 NUMBER_BLOCK = 50
+# Republishing stops this long before the hold ends: a publish started then is settled (acknowledged or
+# given up) well before, and the broker refuses it after RECORD_AGE_MS anyway.
+HOLD_MARGIN = timedelta(seconds=10)
 
 
 def outcome_unknown(what: str, application_id: str, retry: str) -> Problem:
@@ -122,11 +133,24 @@ class ApplicationNumbers:
 
 
 class Submissions:
-    def __init__(self, pool: asyncpg.Pool, publisher: BoundedPublisher, rules: Rules, settings: IntakeSettings) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: BoundedPublisher,
+        rules: Rules,
+        settings: IntakeSettings,
+        *,
+        appended: Callable[[], None] = lambda: None,
+    ) -> None:
         self.pool, self.publisher, self.rules, self.settings = pool, publisher, rules, settings
+        # Told after every acknowledged publish: watermarks are due (watermarks.py).
+        self.appended = appended
         self.numbers = ApplicationNumbers(pool)
         self.patience = timedelta(milliseconds=settings.publish_timeout_ms + 1000)
-        self.quota = store.Quota(settings.max_open_applications_per_year, FINAL_RANK, self.patience * 2)
+        self.claim_bound = timedelta(milliseconds=settings.watermark_claim_bound_ms)
+        self.quota = store.Quota(
+            settings.max_open_applications_per_year, FINAL_RANK, self.patience * 2, self.claim_bound
+        )
         # Group commit: concurrent submissions share their claim and record statements.
         self.claim: Grouped[store.Claim, asyncpg.Record] = Grouped(partial(store.claim, pool, self.quota))
         self.record: Grouped[store.Accepted, None] = Grouped(partial(store.record_accepted, pool))
@@ -172,7 +196,8 @@ class Submissions:
             if bytes(claim["body_sha256"]) != digest:
                 raise Problem(409, "idempotency.key_reused", "This Idempotency-Key was used with another body")
             return await self.await_original(portal, key or "", application)
-        return await self.publish(portal, application, app_id, event_id, received_at, key, paused)
+        # The time the claim kept: later than the stamp if it waited past the claim bound (watermarks.py).
+        return await self.publish(portal, application, app_id, event_id, claim["received_at"], key, paused)
 
     def received(
         self,
@@ -221,11 +246,13 @@ class Submissions:
         self, portal: PortalAccess, event: ApplicationReceived, envelope: Envelope, key: str | None
     ) -> dict[str, Any]:
         try:
-            await self.publisher.publish(APPLICATIONS, event.application_id, envelope)
+            # Stamped with its receipt time: the topic refuses it once too old (watermarks.HOLD).
+            await self.publisher.publish(APPLICATIONS, event.application_id, envelope, stamped=event.received_at)
         except Unacknowledged as err:
             if key is not None:
                 await self.remember_unacknowledged(portal, key, envelope)
             raise submission_outcome_unknown(event.application_id, keyed=key is not None) from err
+        self.appended()
         crash_point("intake.after_publish")
         return await self.accepted(event, key)
 
@@ -258,10 +285,17 @@ class Submissions:
     async def settle(
         self, portal: PortalAccess, key: str, application: FundingApplication, record: asyncpg.Record
     ) -> dict[str, Any]:
-        """The key's first request ended without an acknowledgement (503) or died on the way: if its
-        event landed, intake's status view has consumed it and the answer is the original receipt;
-        otherwise the same event is published now. It may still be in flight and land twice, with
-        one event id and the same bytes, which every consumer de-duplicates."""
+        """The key's first request ended without an acknowledgement (503) or died on the way.
+
+        If intake's status view has consumed its event, it landed: the answer is the original receipt.
+        Otherwise, while its receipt time is younger than ``watermarks.HOLD``, its pending claim holds
+        the watermark back, so the same event may still be published (it may land twice, with one
+        event id and the same bytes, which every consumer de-duplicates; the topic refuses it once
+        older than its ``max_record_age_ms``). After that the original can land no more, and the
+        watermark no longer waits for it, so it must never be published again with its receipt time:
+        ``conclude`` reads its partition to learn whether it landed, and if not, the submission gets a
+        new receipt time and event id under the same key (``restamp``): it never holds the line back
+        for ever, and never lands behind a watermark."""
         if record["unacknowledged_event"] is not None:
             envelope = Envelope.from_bytes(bytes(record["unacknowledged_event"]))
             event = envelope.payload(ApplicationReceived)
@@ -272,4 +306,35 @@ class Submissions:
             )
         if await store.status_exists(self.pool, event.application_id):
             return await self.accepted(event, key)
+        age = datetime.now(UTC) - event.received_at
+        if age < HOLD - HOLD_MARGIN:
+            return await self.deliver(portal, event, envelope, key)
+        if age < HOLD:  # it may still be in a paused broker's hands; soon it is certain either way
+            raise submission_outcome_unknown(event.application_id, keyed=True)
+        return await self.conclude(portal, key, application, event, envelope)
+
+    async def conclude(
+        self,
+        portal: PortalAccess,
+        key: str,
+        application: FundingApplication,
+        event: ApplicationReceived,
+        envelope: Envelope,
+    ) -> dict[str, Any]:
+        """Past the hold, whether the first event landed is settled on the log: look there."""
+        if await landed(self.settings.kafka, APPLICATIONS, envelope, self.publisher.partitions(APPLICATIONS)):
+            return await self.accepted(event, key)
+        return await self.restamp(portal, key, application, event.application_id)
+
+    async def restamp(
+        self, portal: PortalAccess, key: str, application: FundingApplication, app_id: str
+    ) -> dict[str, Any]:
+        """A new receipt time and event id for a submission whose first event never landed."""
+        received_at, event_id = datetime.now(UTC), str(uuid.uuid4())
+        row = await store.restamp(self.pool, portal.portal_id, key, event_id, received_at, self.claim_bound)
+        if row is None:  # a concurrent retry restamped or answered it: that one is the answer
+            return await self.await_original(portal, key, application)
+        log.info("submission restamped: its first event never landed", extra={"application_id": app_id})
+        paused = await store.category_paused(self.pool, application.project.category)
+        event, envelope = self.received(portal, application, app_id, event_id, row["received_at"], paused)
         return await self.deliver(portal, event, envelope, key)

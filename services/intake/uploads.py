@@ -133,8 +133,12 @@ class Uploads:
         rules: DocumentRules,
         relay: OutboxRelay | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        appended: Callable[[], None] = lambda: None,
     ) -> None:
         self.pool, self.documents, self.rules, self.relay, self.clock = pool, documents, rules, relay, clock
+        # Told when an application.completed is staged: watermarks are due (watermarks.py).
+        self.appended = appended
 
     async def announced(self, portal: PortalAccess, application_id: str, attachment: int) -> Attachment:
         """The attachment the upload must match; another portal's application is not found."""
@@ -282,13 +286,17 @@ class Uploads:
         """Records the arrival; the one that leaves nothing outstanding stages ``application.completed``
         in the same transaction, so the application is complete exactly once, at that time."""
         async with self.pool.acquire() as conn, conn.transaction():
+            # Before the time is taken: the completion it may stage carries a place time (watermarks.py).
+            await store.hold_watermark(conn)
             await store.lock_announcement(conn, application_id)
             arrived_at, new = await store.record_arrival(conn, application_id, attachment, digest, self.clock())
             completed = await self.completion(conn, portal, application_id, arrived_at) if new else None
             if completed:
                 await stage(conn, [completed])
-        if completed and self.relay:
-            self.relay.wake()
+        if completed:
+            self.appended()
+            if self.relay:
+                self.relay.wake()
         return arrived_at
 
     async def completion(

@@ -31,6 +31,7 @@ from services.intake.publisher import BoundedPublisher, Unacknowledged
 from services.intake.submission import SOURCE, outcome_unknown
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime, timedelta
 
     import asyncpg
@@ -51,8 +52,17 @@ def not_found() -> Problem:
 
 
 class Withdrawals:
-    def __init__(self, pool: asyncpg.Pool, publisher: BoundedPublisher, in_flight: timedelta) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: BoundedPublisher,
+        in_flight: timedelta,
+        *,
+        appended: Callable[[], None] = lambda: None,
+    ) -> None:
         self.pool, self.publisher, self.in_flight = pool, publisher, in_flight
+        # Told after every acknowledged publish: watermarks are due (watermarks.py).
+        self.appended = appended
 
     async def withdraw(
         self, portal: PortalAccess, application_id: str, reason: str | None, key: str | None = None, request: str = ""
@@ -121,6 +131,7 @@ class Withdrawals:
             # de-duplicates; if the first one landed, the status view soon answers 409 withdrawn.
             await store.release_withdrawal(self.pool, application_id)
             raise outcome_unknown("withdrawal", application_id, "Retry the withdrawal") from err
+        self.appended()
         await store.advance_status(self.pool, application_id, "withdrawn", withdrawn_at)
         return answer(application_id, withdrawn_at)
 

@@ -28,6 +28,7 @@ from tests.support import (
     ADMIN_TOKEN,
     SERVICE_PORTS,
     TEST_SLOT,
+    StandInIntake,
     fresh_database,
     private_broker,
     read_topic,
@@ -45,6 +46,7 @@ class BudgetInstances:
     def __init__(self, kafka: KafkaAccess, dsn: str, log_dir: Path) -> None:
         self.kafka, self.dsn, self.log_dir = kafka, dsn, log_dir
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self.stand_in = StandInIntake(kafka)
 
     def env(self, port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BUDGET_")}
@@ -57,7 +59,6 @@ class BudgetInstances:
                 "BUDGET_ADMIN_TOKEN": ADMIN_TOKEN,
                 "BUDGET_CONSUMER_GROUP_PREFIX": "instances-",
                 "BUDGET_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                "BUDGET_ARRIVAL_LATENESS_SECONDS": "1.0",
             }
         )
         return env
@@ -93,7 +94,8 @@ async def instances(own_broker: KafkaAccess, pg_admin_dsn: str, log_dir: Path) -
     dsn = await fresh_database(pg_admin_dsn, f"egov_test{TEST_SLOT}_budget_instances")
     running = BudgetInstances(own_broker, dsn, log_dir)
     await asyncio.gather(*(running.start(port) for port in PORTS))
-    yield running
+    async with running.stand_in:  # no intake here: the tests append receipts, the stand-in says so
+        yield running
     assert await running.stop_all() == [0] * len(running.processes or PORTS)
 
 
@@ -150,7 +152,8 @@ async def test_two_instances_serve_the_line_in_order(instances: BudgetInstances,
     await open_year(2031, k * 100)
     places = places_from_now(numbers)
     receipts = [received(n, 100, years={2031: 100}, place=places[n]) for n in numbers]
-    await publish_all(own_broker, shuffled_with_duplicates(receipts, 60), APPLICATIONS)
+    async with instances.stand_in.appending(min(places.values())):
+        await publish_all(own_broker, shuffled_with_duplicates(receipts, 60), APPLICATIONS)
     reviews = [reviewed(n, 100, years={2031: 100}, place=places[n]) for n in numbers]
     await publish_all(own_broker, shuffled_with_duplicates(reviews, 60))
     pool = await create_pool(instances.dsn)
@@ -182,7 +185,8 @@ async def test_slow_reviews_and_a_caseworker_a_day_later_keep_the_places_they_we
     await open_year(2033, k * 100)
     places = places_from_now(numbers)
     receipts = [received(n, 100, years={2033: 100}, place=places[n]) for n in numbers]
-    await publish_all(own_broker, shuffled_with_duplicates(receipts, 5), APPLICATIONS)
+    async with instances.stand_in.appending(min(places.values())):
+        await publish_all(own_broker, shuffled_with_duplicates(receipts, 5), APPLICATIONS)
     early, late = numbers[:20], numbers[20:]
     assert len({partition_of(app_id(n)) for n in early} | {partition_of(app_id(n)) for n in late}) >= 2
     first = numbers[0]

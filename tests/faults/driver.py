@@ -115,7 +115,6 @@ class Outcome:
     poison: list[checks.Injected] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     recoveries: list[Recovery] = field(default_factory=list)
-    passed_over_late: list[str] = field(default_factory=list)  # see checks.Deliveries.late_arrivals
 
 
 @dataclass(frozen=True)
@@ -530,8 +529,6 @@ async def one_run(
     accepted, withdrawn = len(run.outcome.accepted), len(run.outcome.withdrawn)
     print(f"  accepted {accepted}, withdrawn {withdrawn}, unsettled {len(run.outcome.unsettled)},")
     print(f"  {len(sink.messages)} mails, {run.receiver.calls} callback calls ({len(run.receiver.accepted)} notices)")
-    for passed in run.outcome.passed_over_late:
-        print(f"  late arrival passed over (counted by budget, README): {passed}")
     for problem in problems:
         print(f"  VIOLATION {problem}")
     print(f"  seed={seed}: {'ok' if not problems else f'{len(problems)} violation(s)'}; logs in {run.log_dir}")

@@ -40,7 +40,7 @@ from tests.support import TEST_SLOT
 
 pytestmark = pytest.mark.integration
 
-LINE = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=0)
+LINE = LineSettings(policy="strict", commit_after_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,9 @@ async def clean(pool: asyncpg.Pool) -> None:
 
 
 async def read_past(pool: asyncpg.Pool, place_ms: int) -> None:
-    """Every partition read to its end at this time (milliseconds after the test's BASE); serve the line."""
-    at = int(place_time(0, place_ms).timestamp() * 1000)
-    await arrivals.record_read_to_end(pool, [(p, at) for p in range(LINE.partitions)], 0)
+    """A watermark at this time (milliseconds after the test's BASE) on every partition; serve the line."""
+    at = place_time(0, place_ms)
+    await arrivals.record_watermarks(pool, [(p, at) for p in range(LINE.partitions)])
     await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
 
 
@@ -77,11 +77,11 @@ async def status_of(pool: asyncpg.Pool, n: int) -> str:
     return str(await pool.fetchval("SELECT status FROM line WHERE application_id = $1", app_id(n)))
 
 
-async def test_nothing_is_decided_before_every_partition_has_been_read_past_the_place(pool: asyncpg.Pool) -> None:
+async def test_nothing_is_decided_before_every_partitions_watermark_has_passed_the_place(pool: asyncpg.Pool) -> None:
     await deliver(pool, received(1, 60, place_offset_ms=10), LINE)
     await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
     assert await status_of(pool, 1) == "waiting"  # no partition reported yet
-    await arrivals.record_read_to_end(pool, [(0, int(place_time(0, 50).timestamp() * 1000))], 0)
+    await arrivals.record_watermark(pool, 0, place_time(0, 50))
     await LineServer(pool, relay=None, line=LINE, interval=0.1).tick()  # type: ignore[arg-type]
     assert await status_of(pool, 1) == "waiting"  # five partitions still unknown
     await read_past(pool, 10)
@@ -186,12 +186,15 @@ async def test_the_pot_cannot_be_lowered_below_what_is_earmarked(pool: asyncpg.P
 
 async def test_an_arrival_behind_its_partitions_frontier_is_reported_late(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        assert not await arrivals.record_arrival(conn, 3, place_time(0, 100), 0.0)
-        assert not await arrivals.record_arrival(conn, 3, place_time(0, 120), 0.0)
-        assert await arrivals.record_arrival(conn, 3, place_time(0, 110), 0.0)  # behind 120
-        # The lateness bound widens what is on time.
-        assert not await arrivals.record_arrival(conn, 4, place_time(0, 200), 0.05)
-        assert not await arrivals.record_arrival(conn, 4, place_time(0, 160), 0.05)
+        assert not await arrivals.record_arrival(conn, 3, place_time(0, 100))  # no watermark yet
+        await arrivals.record_watermark(conn, 3, place_time(0, 120))
+        assert not await arrivals.record_arrival(conn, 3, place_time(0, 120))  # at it: not before it
+        assert await arrivals.record_arrival(conn, 3, place_time(0, 110))  # behind 120: a watermark lied
+        await arrivals.record_watermark(conn, 3, place_time(0, 90))  # an older watermark moves nothing back
+        assert await arrivals.record_arrival(conn, 3, place_time(0, 110))
+        # Arrivals move no frontier: only watermarks do.
+        assert not await arrivals.record_arrival(conn, 4, place_time(0, 200))
+        assert not await arrivals.record_arrival(conn, 4, place_time(0, 160))
     assert await store.waiting_line(pool, None) == []
 
 

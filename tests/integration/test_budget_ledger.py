@@ -35,8 +35,8 @@ from tests.support import TEST_SLOT
 
 pytestmark = pytest.mark.integration
 
-NOW = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=0)
-HOLD = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=3600)
+NOW = LineSettings(policy="strict", commit_after_seconds=0)
+HOLD = LineSettings(policy="strict", commit_after_seconds=3600)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ async def test_strict_order_does_not_let_a_smaller_later_application_jump(pool: 
 
 
 async def test_first_fit_serves_a_later_application_that_fits(pool: asyncpg.Pool) -> None:
-    line = LineSettings(policy="first_fit", arrival_lateness_seconds=0, commit_after_seconds=0)
+    line = LineSettings(policy="first_fit", commit_after_seconds=0)
     await open_year(pool, 2027, 150, line)
     for n, amount in ((1, 100), (2, 100), (3, 40)):
         await deliver(pool, reviewed(n, amount), line)
@@ -212,7 +212,7 @@ async def test_a_paused_category_waits_without_blocking_and_is_served_on_resume(
 
 @pytest.mark.parametrize("policy", ["carry_over", "reject"])
 async def test_closing_a_year_carries_over_or_rejects_what_waits(pool: asyncpg.Pool, policy: str) -> None:
-    line = LineSettings(policy="strict", arrival_lateness_seconds=0, commit_after_seconds=0, year_close_policy=policy)
+    line = LineSettings(policy="strict", commit_after_seconds=0, year_close_policy=policy)
     await open_year(pool, 2027, 100, line)
     await deliver(pool, reviewed(1, 100), line)
     await deliver(pool, reviewed(2, 100), line)
@@ -232,7 +232,7 @@ async def test_closing_a_year_carries_over_or_rejects_what_waits(pool: asyncpg.P
 
 async def test_race_exactly_k_reserved_in_order_under_concurrency_and_duplicates(pool: asyncpg.Pool) -> None:
     """200 eligible applications arrive concurrently, shuffled, some twice; the pot fits k of them."""
-    line = LineSettings(policy="strict", arrival_lateness_seconds=0.5, commit_after_seconds=0)
+    line = LineSettings(policy="strict", commit_after_seconds=0)
     for round_ in range(5):
         await reset(pool)
         k = random.randint(20, 180)

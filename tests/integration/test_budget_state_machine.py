@@ -50,9 +50,7 @@ EXAMPLES = int(os.environ.get("BUDGET_STATEFUL_EXAMPLES", "1000"))
 YEARS = (2027, 2028)
 CATEGORIES = ("dms_eservices", "schulung")
 # Reservations are held (not committed at once), so withdrawals and year closes meet reserved money.
-LINE = LineSettings(
-    policy="strict", arrival_lateness_seconds=0, commit_after_seconds=3600, year_close_policy="carry_over"
-)
+LINE = LineSettings(policy="strict", commit_after_seconds=3600, year_close_policy="carry_over")
 
 
 class Harness:
@@ -166,16 +164,15 @@ class BudgetMachine(RuleBasedStateMachine):
 
     @rule(step=st.one_of(st.just(None), st.integers(0, 40)))
     def partitions_read_past(self, step: int | None) -> None:
-        """The consumers read further (None: past every place delivered so far): the frontier moves,
-        and the line server decides what it passed."""
+        """Watermarks further on (None: past every place delivered so far): the frontier moves, and
+        the line server decides what it passed."""
         past_all = self.latest_place_ms + 1
         self.frontier_ms = past_all if step is None else min(past_all, self.frontier_ms + step)
         at = BASE + timedelta(milliseconds=self.frontier_ms)
 
         async def advance() -> None:
             async with Harness.pool.acquire() as conn, conn.transaction():
-                parts = [(p, int(at.timestamp() * 1000)) for p in range(LINE.partitions)]
-                await arrivals.record_read_to_end(conn, parts, 0)
+                await arrivals.record_watermarks(conn, [(p, at) for p in range(LINE.partitions)])
                 await store.lock_line(conn)
                 await serve_line(conn, LINE, None)
 
@@ -235,9 +232,7 @@ class BudgetMachine(RuleBasedStateMachine):
         async def commit_all() -> None:
             async with Harness.pool.acquire() as conn, conn.transaction():
                 await store.lock_line(conn)
-                await commit_due(
-                    conn, LineSettings(LINE.policy, 0, 0, LINE.year_close_policy), seen_until=EVERYTHING_SEEN
-                )
+                await commit_due(conn, LineSettings(LINE.policy, 0, LINE.year_close_policy), seen_until=EVERYTHING_SEEN)
 
         Harness.run(commit_all())
 

@@ -40,6 +40,7 @@ from schemas.events import (
     CategoryPaused,
     CategoryResumed,
     Decision,
+    IntakeWatermark,
     SubmitApplication,
     WaitlistReason,
 )
@@ -53,6 +54,8 @@ from schemas.topics import (
     Topic,
     dead_letters,
 )
+from services.intake.domain import body_digest
+from services.intake.landing import landed
 from services.intake.models import WithdrawalRequest
 from services.intake.portals import add_signing_key
 from tests.conftest import issue_portal_token
@@ -948,6 +951,147 @@ async def test_a_category_paused_through_the_budget_admin_api_is_closed_in_recei
         await paused_in_intake(False)
     again = await receipt()
     assert (again["category_open"], again["category_notice"]) == (True, None)
+
+
+# --- watermarks: what intake promises budget about the applications topic ---------------------------
+
+
+def decoded(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+    try:
+        return Envelope.from_bytes(record.value)
+    except ValueError:
+        return None
+
+
+def watermarks_in(seen: list[ConsumerRecord[bytes, bytes]]) -> list[tuple[int, int, datetime]]:
+    """(partition, offset, watermark) of every watermark record, each on the partition it speaks for."""
+    marks = []
+    for r in seen:
+        envelope = decoded(r)
+        if envelope is not None and envelope.is_a(IntakeWatermark):
+            mark = envelope.payload(IntakeWatermark)
+            assert mark.partition == r.partition
+            marks.append((r.partition, r.offset, mark.watermark))
+    return marks
+
+
+async def test_a_claim_held_up_is_passed_by_no_watermark_before_it_is_on_its_partition(
+    intake: IntakeProcess, tokens: dict[str, str], portal_a_key: bytes, http: httpx.AsyncClient
+) -> None:
+    """An HTTP claim waits on its applicant's quota lock (held here, as a slow claim would) while a later
+    application comes in through the Kafka ingress and is appended: no watermark may pass the held
+    one's receipt time until it is on its partition, whatever partition the later one went to."""
+    held_ags = f"16{uuid.uuid4().int % 10**6:06d}"
+    later = f"sub-{uuid.uuid4().hex[:8]}"
+    blocker = await asyncpg.connect(intake.dsn)
+    try:
+        await blocker.execute("SELECT pg_advisory_lock(7316101, hashtext($1))", held_ags)
+        first = asyncio.create_task(
+            http.post("/v1/applications", json=sample_application(ags=held_ags), headers=auth(tokens["portal-a"]))
+        )
+        await asyncio.sleep(0.5)
+        value = submission(later, sample_application())
+        await publish(intake.kafka, SUBMISSIONS, later, value, signed_by(portal_a_key, value))
+        seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: any(map(about(later, ApplicationReceived), es)))
+        await asyncio.sleep(1.0)  # watermarks are due every 150 ms while applications flow
+        assert not first.done()
+    finally:
+        await blocker.execute("SELECT pg_advisory_unlock(7316101, hashtext($1))", held_ags)
+        await blocker.close()
+    answer = await first
+    assert answer.status_code == 202, answer.text  # held past the claim bound, but claimed in time
+    held_at = datetime.fromisoformat(answer.json()["received_at"])
+    [later_event] = [e.payload(ApplicationReceived) for e in seen if about(later, ApplicationReceived)(e)]
+    later_at = later_event.received_at
+    assert held_at < later_at
+    held_id, later_id = answer.json()["application_id"], later_event.application_id
+
+    def passed_both(seen: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        latest: dict[int, datetime] = {}
+        for partition, _, at in watermarks_in(seen):
+            latest[partition] = max(at, latest.get(partition, at))
+        return len(latest) == APPLICATIONS.partitions and min(latest.values()) > later_at
+
+    log = await records(intake.kafka, APPLICATIONS, passed_both)
+    assert passed_both(log), "watermarks pass both places once both are on the log"
+    where = {e.subject: (r.partition, r.offset) for r in log if (e := decoded(r)) is not None}
+    for app_id, place in ((held_id, held_at), (later_id, later_at)):
+        partition, offset = where[app_id]
+        ahead = [at for p, o, at in watermarks_in(log) if p == partition and o < offset]
+        assert all(at <= place for at in ahead), f"a watermark before {app_id} on its partition passed its place"
+
+
+async def test_a_receipt_kept_waiting_past_the_claim_bound_takes_the_claims_time_less_the_bound(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    """A claim waits for the watermark's lock (held here far longer than a watermark holds it) past the
+    claim bound: a watermark may meanwhile have passed its arrival, so the receipt keeps the claim's
+    time less the bound, and the event carries the same."""
+    title = f"Testvorhaben {uuid.uuid4().hex[:12]}"
+    blocker = await asyncpg.connect(intake.dsn)
+    try:
+        async with blocker.transaction():
+            await blocker.execute("SELECT pg_advisory_xact_lock(7316103)")
+            sent = datetime.now(UTC)
+            waiting = asyncio.create_task(
+                http.post("/v1/applications", json=sample_application(title=title), headers=auth(tokens["portal-a"]))
+            )
+            await asyncio.sleep(1.5)
+            released = datetime.now(UTC)
+    finally:
+        await blocker.close()
+    answer = await waiting
+    assert answer.status_code == 202, answer.text
+    kept = datetime.fromisoformat(answer.json()["received_at"])
+    assert released - timedelta(milliseconds=600) < kept < released + timedelta(seconds=1)
+    assert kept > sent + timedelta(milliseconds=800), "not the moment the request arrived"
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: any(map(received_with_title(title), es)))
+    [event] = [e.payload(ApplicationReceived) for e in seen if received_with_title(title)(e)]
+    assert event.received_at == kept
+
+
+async def test_a_submission_given_up_past_the_hold_is_looked_for_on_the_log_then_restamped(
+    intake: IntakeProcess, tokens: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    """Its first request claimed 80 s ago and never heard back (the broker may have taken it): past the
+    hold the topic would refuse that record, so the retry reads the log, does not find it, and publishes
+    the submission with a new receipt time and event id, never the old time behind a watermark."""
+    key, body = str(uuid.uuid4()), sample_application()
+    stale = datetime.now(UTC) - timedelta(seconds=80)
+    app_id, old_event = f"TH-EGOV-{stale.year}-{900_000 + uuid.uuid4().int % 99_999:06d}", str(uuid.uuid4())
+    conn = await asyncpg.connect(intake.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (portal_id, idempotency_key, body_sha256, application_id, event_id,"
+            " received_at, created_at) VALUES ('portal-a', $1, $2, $3, $4, $5, $5)",
+            key,
+            body_digest(body),
+            app_id,
+            old_event,
+            stale,
+        )
+        await conn.execute(
+            "INSERT INTO pending_claims (application_id, applicant_ags, fiscal_years, claimed_at, received_at)"
+            " VALUES ($1, $2, '{2027}', $3, $3)",
+            app_id,
+            body["applicant"]["ags"],
+            stale,
+        )
+        retry = await http.post(
+            "/v1/applications", json=body, headers={**auth(tokens["portal-a"]), "Idempotency-Key": key}
+        )
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["application_id"] == app_id
+        restamped = datetime.fromisoformat(retry.json()["received_at"])
+        assert restamped > stale + timedelta(seconds=70)
+        assert not await conn.fetchval("SELECT count(*) FROM pending_claims WHERE application_id = $1", app_id)
+    finally:
+        await conn.close()
+    seen = await read_topic(intake.kafka, APPLICATIONS, lambda es: any(e.subject == app_id for e in es))
+    [event] = [e for e in seen if e.subject == app_id]
+    assert event.id != old_event
+    assert event.payload(ApplicationReceived).received_at == restamped
+    assert await landed(intake.kafka, APPLICATIONS, event, APPLICATIONS.partitions)
 
 
 # --- the broker away and back (last: it stops the module's broker) ------------------------------------
